@@ -1,0 +1,1 @@
+"""FastAPI apps: ingest routes, read routes, health."""

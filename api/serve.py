@@ -1,0 +1,43 @@
+"""uvicorn entry points for the HTTP processes. Each is an entry point: it reads settings once."""
+
+from __future__ import annotations
+
+import uvicorn
+from fastapi import FastAPI
+
+from pipeline.settings import Settings, load_settings
+
+
+def embedded_ingest() -> FastAPI:
+    """Factory for the embedded ingest process(es): ingest + a proxy to the core's read side."""
+    from api.app import ingest_app
+
+    settings = load_settings()
+    return ingest_app(settings, read_upstream=f"http://127.0.0.1:{settings.api.read_port}")
+
+
+def distributed_api() -> FastAPI:
+    from api.app import api_app
+    from pipeline.init import ensure_tables, ensure_topics
+    from pipeline.store import open_store
+
+    settings = load_settings()
+    ensure_topics(settings)
+    store = open_store(settings)
+    ensure_tables(store)
+    return api_app(settings, store)
+
+
+def run_http(settings: Settings, factory: str, port: int, workers: int) -> None:
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=settings.api.host,
+        port=port,
+        workers=workers if workers > 1 else None,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )

@@ -1,0 +1,127 @@
+"""The one settings root. Built once at an entry point (CLI command) and passed down.
+
+With no settings at all perfplat runs the embedded default: a local Tansu broker started as a
+child process and chdb under ``./var``. Setting ``PERFPLAT_KAFKA__BOOTSTRAP`` (or its short
+alias ``PERFPLAT_KAFKA_BOOTSTRAP``) and ``PERFPLAT_CLICKHOUSE__URL`` (``PERFPLAT_CLICKHOUSE_URL``)
+selects the distributed mode: external Kafka and a ClickHouse server.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Mode(StrEnum):
+    EMBEDDED = "embedded"
+    DISTRIBUTED = "distributed"
+
+
+class KafkaSettings(BaseModel):
+    bootstrap: str = ""
+    """Empty: the embedded broker decides (``127.0.0.1:<broker_port>``)."""
+    broker_port: int = 19092
+    partitions: int = 4
+    replication_factor: int = 1
+    linger_ms: int = 2
+    delivery_timeout_ms: int = 5000
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1000
+    coalesce_window_ms: float = 2.0
+    """How long the ingest publisher gathers events bound for one partition into one envelope."""
+    coalesce_max_events: int = 500
+    topic_prefix: str = "perfplat"
+
+
+class ClickHouseSettings(BaseModel):
+    url: str = ""
+    """``clickhouse://user:password@host:9000/database``; empty: embedded chdb under ``data_dir``."""
+    database: str = "perfplat"
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    read_port: int = 8001
+    """Embedded mode: the read side listens here; the public port proxies read routes to it."""
+    ingest_processes: int = 1
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    max_body_bytes: int = 1_048_576
+    max_batch_events: int = 1000
+    max_field_chars: int = 512
+    users_now_cache_ms: int = 250
+    retry_after_s: int = 5
+
+
+class WorkerSettings(BaseModel):
+    app_id: str = "perfplat-worker"
+    max_batch_messages: int = 2000
+    flush_interval_ms: int = 250
+    retry_backoff_ms: int = 500
+    window_seconds: int = 300
+    bucket_seconds: int = 10
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PERFPLAT_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    data_dir: Path = Path("var")
+    visitor_secret: SecretStr = SecretStr("")
+    """Key for the daily visitor salt. Empty in embedded mode: generated once under data_dir."""
+    log_level: str = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_aliases(cls, data: Any) -> Any:
+        """Accept ``PERFPLAT_KAFKA_BOOTSTRAP`` and ``PERFPLAT_CLICKHOUSE_URL`` as documented."""
+        if not isinstance(data, dict):
+            return data
+        env = os.environ
+        for short, section, key in (
+            ("PERFPLAT_KAFKA_BOOTSTRAP", "kafka", "bootstrap"),
+            ("PERFPLAT_CLICKHOUSE_URL", "clickhouse", "url"),
+        ):
+            if short in env:
+                sec = dict(data.get(section) or {})
+                sec.setdefault(key, env[short])
+                data[section] = sec
+        return data
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> Settings:
+        if bool(self.kafka.bootstrap) != bool(self.clickhouse.url):
+            raise ValueError(
+                "distributed mode needs both PERFPLAT_KAFKA_BOOTSTRAP and PERFPLAT_CLICKHOUSE_URL; "
+                "set neither for the embedded default"
+            )
+        if self.mode is Mode.DISTRIBUTED and not self.visitor_secret.get_secret_value():
+            raise ValueError("distributed mode needs PERFPLAT_VISITOR_SECRET (shared by every api process)")
+        return self
+
+    @property
+    def mode(self) -> Mode:
+        return Mode.DISTRIBUTED if self.kafka.bootstrap else Mode.EMBEDDED
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka.bootstrap or f"127.0.0.1:{self.kafka.broker_port}"
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.data_dir / "chdb"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment once; entry points call this and pass the result down."""
+    return Settings(**overrides)

@@ -1,0 +1,39 @@
+"""Every Kafka topic perfplat uses, declared once with its partition count and settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.settings import KafkaSettings
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    journey: TopicSpec
+    dead_letter: TopicSpec
+
+    def all(self) -> list[TopicSpec]:
+        return [self.journey, self.dead_letter]
+
+
+def topics_for(kafka: KafkaSettings) -> Topics:
+    p = kafka.topic_prefix
+    week_ms = str(7 * 86_400_000)
+    return Topics(
+        journey=TopicSpec(f"{p}.journey.v1", kafka.partitions, {"retention.ms": week_ms}),
+        dead_letter=TopicSpec(f"{p}.dead-letter", 1, {"retention.ms": str(30 * 86_400_000)}),
+    )
+
+
+def partition_for_visitor(visitor: int, partitions: int) -> int:
+    """The one function that decides where an event goes: all of a visitor's events share a
+    partition, so per-visitor order is kept and the envelope for a partition can carry many
+    visitors' events at once."""
+    return visitor % partitions

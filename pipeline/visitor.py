@@ -1,0 +1,44 @@
+"""Cookie-less visitor keys.
+
+A visitor is ``blake2b(daily_salt ‖ ip ‖ user agent ‖ service)`` cut to 64 bits. The salt is
+``HMAC-SHA256(secret, UTC date)``, so it rotates at midnight UTC and every ingest process that
+shares the secret derives the same key. The raw IP is never stored or sent on: only the key is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime
+
+
+def daily_salt(secret: bytes, now_ms: int) -> bytes:
+    day = datetime.fromtimestamp(now_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+    return hmac.new(secret, day.encode(), hashlib.sha256).digest()[:16]
+
+
+def visitor_key(salt: bytes, ip: str, user_agent: str, service: str) -> int:
+    """An unsigned 64-bit key for this visitor on this service today."""
+    h = hashlib.blake2b(digest_size=8, key=salt)
+    h.update(ip.encode("utf-8", "replace"))
+    h.update(b"\x00")
+    h.update(user_agent.encode("utf-8", "replace"))
+    h.update(b"\x00")
+    h.update(service.encode("utf-8", "replace"))
+    return int.from_bytes(h.digest(), "big")
+
+
+class SaltCache:
+    """Remembers today's salt so the hot path hashes once per day, not once per event."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+        self._day = -1
+        self._salt = b""
+
+    def salt(self, now_ms: int) -> bytes:
+        day = now_ms // 86_400_000
+        if day != self._day:
+            self._salt = daily_salt(self._secret, now_ms)
+            self._day = day
+        return self._salt

@@ -1,0 +1,1 @@
+"""Event schemas (versioned), ClickHouse DDL and migrations, golden payloads."""

@@ -1,0 +1,64 @@
+"""The Faust app: the journey topic, its agent, and the dead-letter topic.
+
+The agent is thin: take a batch of messages, decode (``journey.decode_batch``), dead-letter
+what is malformed, hand the events to the ClickHouse sink. ``take_events`` acknowledges the
+batch's messages only after the loop body returns, i.e. after the sink's insert succeeded, so
+Faust never commits an offset whose events are not in ClickHouse (at-least-once), and the
+idempotent tables turn that into an exactly-once effect.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from pipeline.settings import Settings
+from pipeline.store import Store
+from pipeline.topics import topics_for
+from stream_processors.journey import Message, decode_batch
+from stream_processors.sink import JourneySink
+
+log = logging.getLogger(__name__)
+
+
+def make_app(settings: Settings, store: Store) -> tuple[Any, JourneySink]:
+    k = settings.kafka
+    topics = topics_for(k)
+    app = faust.App(
+        settings.worker.app_id,
+        broker=f"kafka://{settings.bootstrap}",
+        store="memory://",
+        broker_session_timeout=k.session_timeout_ms / 1000,
+        broker_heartbeat_interval=k.heartbeat_interval_ms / 1000,
+        topic_partitions=k.partitions,
+        topic_replication_factor=k.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        web_enabled=False,
+        broker_commit_interval=1.0,
+        topic_allow_declare=False,
+    )
+    journey_topic = app.topic(
+        topics.journey.name, partitions=topics.journey.partitions, key_serializer="raw", value_serializer="raw"
+    )
+    dead_topic = app.topic(topics.dead_letter.name, partitions=1, key_serializer="raw", value_serializer="raw")
+    sink = JourneySink(store, settings.worker.retry_backoff_ms)
+    max_batch = settings.worker.max_batch_messages
+    within = settings.worker.flush_interval_ms / 1000
+
+    @app.agent(journey_topic, name="journey")
+    async def journey(stream: Any) -> None:
+        async for batch in stream.take_events(max_batch, within=within):
+            messages = [
+                Message(e.message.topic, e.message.partition, e.message.offset, e.message.value) for e in batch
+            ]
+            events, dead = decode_batch(messages)
+            for letter in dead:
+                log.warning("dead-lettering %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset, letter.reason)
+                fut = await dead_topic.send(value=letter.encode())
+                await fut
+            await sink.write(events)
+
+    return app, sink
