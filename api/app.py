@@ -14,11 +14,11 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from api.responses import JSONBody
 
 from api.errors import install_error_handlers
-from api.ingest import IngestService, ingest_router
+from api.ingest import ASGIApp, IngestFastPath, IngestService
 from api.read import LiveReader, read_router
+from api.responses import JSONBody
 from pipeline.beacon import Limits
 from pipeline.clock import Clock, SystemClock
 from pipeline.settings import Settings
@@ -26,7 +26,9 @@ from pipeline.store import Store
 from pipeline.visitor import SaltCache
 from producers.publisher import KafkaPublisher
 
-HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"})
+HOP_HEADERS = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
+)
 
 
 def _base(settings: Settings, title: str, lifespan: object = None) -> FastAPI:
@@ -53,7 +55,11 @@ def _ingest_service(settings: Settings, publisher: KafkaPublisher, clock: Clock)
     return IngestService(publisher, salts, clock, limits, settings.api.max_body_bytes)
 
 
-def ingest_app(settings: Settings, read_upstream: str | None = None, clock: Clock | None = None) -> FastAPI:
+def _with_ingest(app: FastAPI, settings: Settings, svc: IngestService) -> ASGIApp:
+    return IngestFastPath(app, svc, settings.api.cors_origins, settings.api.retry_after_s)
+
+
+def ingest_app(settings: Settings, read_upstream: str | None = None, clock: Clock | None = None) -> ASGIApp:
     clock = clock or SystemClock()
     publisher = KafkaPublisher(settings)
     upstream: dict[str, httpx.AsyncClient] = {}
@@ -71,7 +77,6 @@ def ingest_app(settings: Settings, read_upstream: str | None = None, clock: Cloc
             await upstream["client"].aclose()
 
     app = _base(settings, "perfplat ingest", lifespan)
-    app.include_router(ingest_router(_ingest_service(settings, publisher, clock)))
 
     if read_upstream:
 
@@ -80,7 +85,9 @@ def ingest_app(settings: Settings, read_upstream: str | None = None, clock: Cloc
             """Everything that is not ingest is the read side's, one hop away on loopback."""
             try:
                 r = await upstream["client"].get(
-                    "/" + path, params=request.query_params, headers={"accept": request.headers.get("accept", "*/*")}
+                    "/" + path,
+                    params=request.query_params,
+                    headers={"accept": request.headers.get("accept", "*/*")},
                 )
             except httpx.HTTPError as exc:
                 return JSONBody(
@@ -91,7 +98,7 @@ def ingest_app(settings: Settings, read_upstream: str | None = None, clock: Cloc
             headers = {k: v for k, v in r.headers.items() if k.lower() not in HOP_HEADERS}
             return Response(r.content, status_code=r.status_code, headers=headers)
 
-    return app
+    return _with_ingest(app, settings, _ingest_service(settings, publisher, clock))
 
 
 def read_app(settings: Settings, store: Store, clock: Clock | None = None) -> FastAPI:
@@ -101,7 +108,7 @@ def read_app(settings: Settings, store: Store, clock: Clock | None = None) -> Fa
     return app
 
 
-def api_app(settings: Settings, store: Store, clock: Clock | None = None) -> FastAPI:
+def api_app(settings: Settings, store: Store, clock: Clock | None = None) -> ASGIApp:
     """Distributed mode: ingest and read in one app, any number of processes."""
     clock = clock or SystemClock()
     publisher = KafkaPublisher(settings)
@@ -113,6 +120,5 @@ def api_app(settings: Settings, store: Store, clock: Clock | None = None) -> Fas
         await publisher.close()
 
     app = _base(settings, "perfplat", lifespan)
-    app.include_router(ingest_router(_ingest_service(settings, publisher, clock)))
     app.include_router(read_router(LiveReader(store, clock, settings.api.users_now_cache_ms)))
-    return app
+    return _with_ingest(app, settings, _ingest_service(settings, publisher, clock))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from api.responses import JSONBody
 from starlette.exceptions import HTTPException
 
+from api.responses import JSONBody
 from pipeline.errors import BadInput, RetryableError
 
 

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Query
-from api.responses import JSONBody
 
+from api.responses import JSONBody
 from pipeline.beacon import SLUG
 from pipeline.clock import Clock
 from pipeline.errors import BadInput

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uvicorn
-from fastapi import FastAPI
 
+from api.ingest import ASGIApp
 from pipeline.settings import Settings, load_settings
 
 
-def embedded_ingest() -> FastAPI:
+def embedded_ingest() -> ASGIApp:
     """Factory for the embedded ingest process(es): ingest + a proxy to the core's read side."""
     from api.app import ingest_app
 
@@ -16,7 +16,7 @@ def embedded_ingest() -> FastAPI:
     return ingest_app(settings, read_upstream=f"http://127.0.0.1:{settings.api.read_port}")
 
 
-def distributed_api() -> FastAPI:
+def distributed_api() -> ASGIApp:
     from api.app import api_app
     from pipeline.init import ensure_tables, ensure_topics
     from pipeline.store import open_store
@@ -40,4 +40,7 @@ def run_http(settings: Settings, factory: str, port: int, workers: int) -> None:
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=5,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
     )

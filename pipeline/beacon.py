@@ -9,8 +9,9 @@ their valid neighbours down with them.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -27,6 +28,16 @@ EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_PAST_MS = 7 * 86_400_000
 MAX_FUTURE_MS = 5 * 60_000
 TEXT_TYPES = ("application/json", "text/plain")
+
+
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count()
+
+
+def new_event_id() -> str:
+    """A unique id for an event that came without one: random per process, then a counter
+    (cheaper than uuid4 on the hot path, and as unique across processes)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
 
 
 class DropReason(StrEnum):
@@ -76,9 +87,7 @@ def check_content_type(content_type: str | None) -> None:
         return
     mime = content_type.split(";", 1)[0].strip().lower()
     if mime not in TEXT_TYPES:
-        raise BadInput(
-            f"unsupported content type {mime!r}: send application/json or text/plain", status=415
-        )
+        raise BadInput(f"unsupported content type {mime!r}: send application/json or text/plain", status=415)
 
 
 def parse_body(body: bytes, limits: Limits) -> list[Any]:
@@ -127,7 +136,9 @@ def _timestamp(raw: dict[str, Any], received_ms: int) -> int:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise _Invalid("ts", DropReason.BAD_FORMAT, f"'ts' {value[:40]!r} is not an ISO-8601 date") from None
+            raise _Invalid(
+                "ts", DropReason.BAD_FORMAT, f"'ts' {value[:40]!r} is not an ISO-8601 date"
+            ) from None
         if parsed.tzinfo is None:
             raise _Invalid("ts", DropReason.BAD_FORMAT, "'ts' needs a time zone (Z or +hh:mm)")
         ts_ms = int(parsed.timestamp() * 1000)
@@ -148,7 +159,8 @@ def _event(raw: Any, visit: Visit, limits: Limits, visitor_of: Any) -> JourneyEv
     service = _text(raw, "category", 64, required=True).lower()
     if not SLUG.match(service):
         raise _Invalid(
-            "category", DropReason.BAD_FORMAT,
+            "category",
+            DropReason.BAD_FORMAT,
             "'category' must be a service slug: lower-case letters, digits, '-' or '_'",
         )
     kind = raw.get("kind", "page")
@@ -158,7 +170,7 @@ def _event(raw: Any, visit: Visit, limits: Limits, visitor_of: Any) -> JourneyEv
     if event_id and not EVENT_ID.match(event_id):
         raise _Invalid("id", DropReason.BAD_FORMAT, "'id' may hold only letters, digits and _ . : -")
     return JourneyEvent(
-        id=event_id or uuid.uuid4().hex,
+        id=event_id or new_event_id(),
         service=service,
         action=_text(raw, "action", 128),
         label=_text(raw, "label", limits.max_field_chars),
@@ -170,9 +182,7 @@ def _event(raw: Any, visit: Visit, limits: Limits, visitor_of: Any) -> JourneyEv
     )
 
 
-def validate_events(
-    raws: list[Any], visit: Visit, limits: Limits
-) -> tuple[list[JourneyEvent], list[Drop]]:
+def validate_events(raws: list[Any], visit: Visit, limits: Limits) -> tuple[list[JourneyEvent], list[Drop]]:
     """Every event of a request, validated on its own."""
     keys: dict[str, int] = {}
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 
@@ -53,17 +54,28 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 20.0) -> None:
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        out: Any = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self._proc = subprocess.Popen(
             [
-                tansu_binary(), "broker",
-                "--listener-url", f"tcp://{self.host}:{self.port}",
-                "--advertised-listener-url", f"tcp://{self.host}:{self.port}",
-                "--storage-engine", "memory://tansu/",
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                f"tcp://{self.host}:{self.port}",
+                "--advertised-listener-url",
+                f"tcp://{self.host}:{self.port}",
+                "--storage-engine",
+                "memory://tansu/",
             ],
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env, preexec_fn=die_with_parent,
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=die_with_parent,
+            start_new_session=True,  # Ctrl-C reaches the launcher, which stops the broker last
         )
+        if out is not subprocess.DEVNULL:
+            out.close()  # the child has its own copy
         try:
             wait_for_port(self.host, self.port, timeout_s)
         except TimeoutError:

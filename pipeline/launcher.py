@@ -62,7 +62,10 @@ class Stack:
 
     def _spawn(self, command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", command], env=env, preexec_fn=die_with_parent
+            [sys.executable, "-m", "pipeline.cli", command],
+            env=env,
+            preexec_fn=die_with_parent,
+            start_new_session=True,  # the launcher decides the order of shutdown, not the terminal
         )
         self.procs.append(proc)
         return proc
@@ -96,14 +99,14 @@ class Stack:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        for p in self.procs:
+        """Ingest first (no new events), then the core (commits what it wrote), then the broker."""
+        for p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for p in self.procs:
             try:
-                p.wait(max(0.1, deadline - time.monotonic()))
+                p.wait(15)
             except subprocess.TimeoutExpired:
+                log.warning("process %s did not stop in 15s; killing it", p.args)
                 p.kill()
                 p.wait(5)
         self.broker.stop()

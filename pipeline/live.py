@@ -96,7 +96,9 @@ def shape_minute_counts(q: MinuteCountsQuery, rows: list[tuple[Any, ...]]) -> di
     for minute, action, label, kind, n in rows:
         m = _utc(minute)
         totals[m] = totals.get(m, 0) + int(n)
-        data.append({"_start_at": m.isoformat(), "action": action, "label": label, "kind": kind, "count": int(n)})
+        data.append(
+            {"_start_at": m.isoformat(), "action": action, "label": label, "kind": kind, "count": int(n)}
+        )
     return {
         "service": q.service,
         "start_at": q.start.isoformat(),

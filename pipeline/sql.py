@@ -13,7 +13,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0", "\b": "\\b", "\f": "\\f"}
+_ESCAPES = {
+    "\\": "\\\\",
+    "'": "\\'",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\0": "\\0",
+    "\b": "\\b",
+    "\f": "\\f",
+}
 _ESCAPE_RE = re.compile("[\\\\'\n\r\t\0\b\f]")
 
 

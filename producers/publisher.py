@@ -100,7 +100,10 @@ class KafkaPublisher:
             waiters.append(fut)
             if len(pending.events) >= self._max_events:
                 self._flush(p)
-        await asyncio.gather(*waiters)
+        if len(waiters) == 1:
+            await waiters[0]
+        else:
+            await asyncio.gather(*waiters)
 
     def _pending_count(self) -> int:
         return len(self._producer) if self._producer is not None else 0

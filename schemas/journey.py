@@ -39,8 +39,15 @@ class JourneyEvent:
 
     def as_row(self) -> list[Any]:
         return [
-            self.id, self.service, self.action, self.label, self.kind, self.path,
-            self.ts_ms, self.received_ms, self.visitor,
+            self.id,
+            self.service,
+            self.action,
+            self.label,
+            self.kind,
+            self.path,
+            self.ts_ms,
+            self.received_ms,
+            self.visitor,
         ]
 
 

@@ -59,8 +59,7 @@ def migrate(store: _Executes, database: str) -> list[int]:
         for statement in mig.statements:
             store.execute(statement)
         store.execute(
-            f"INSERT INTO {db}.schema_migrations (version, name) "
-            f"SELECT {mig.version}, '{mig.name}'"
+            f"INSERT INTO {db}.schema_migrations (version, name) SELECT {mig.version}, '{mig.name}'"
         )
         applied.append(mig.version)
     return applied

@@ -41,9 +41,14 @@ def make_app(settings: Settings, store: Store) -> tuple[Any, JourneySink]:
         topic_allow_declare=False,
     )
     journey_topic = app.topic(
-        topics.journey.name, partitions=topics.journey.partitions, key_serializer="raw", value_serializer="raw"
+        topics.journey.name,
+        partitions=topics.journey.partitions,
+        key_serializer="raw",
+        value_serializer="raw",
     )
-    dead_topic = app.topic(topics.dead_letter.name, partitions=1, key_serializer="raw", value_serializer="raw")
+    dead_topic = app.topic(
+        topics.dead_letter.name, partitions=1, key_serializer="raw", value_serializer="raw"
+    )
     sink = JourneySink(store, settings.worker.retry_backoff_ms)
     max_batch = settings.worker.max_batch_messages
     within = settings.worker.flush_interval_ms / 1000
@@ -52,11 +57,18 @@ def make_app(settings: Settings, store: Store) -> tuple[Any, JourneySink]:
     async def journey(stream: Any) -> None:
         async for batch in stream.take_events(max_batch, within=within):
             messages = [
-                Message(e.message.topic, e.message.partition, e.message.offset, e.message.value) for e in batch
+                Message(e.message.topic, e.message.partition, e.message.offset, e.message.value)
+                for e in batch
             ]
             events, dead = decode_batch(messages)
             for letter in dead:
-                log.warning("dead-lettering %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset, letter.reason)
+                log.warning(
+                    "dead-lettering %s[%d]@%d: %s",
+                    letter.topic,
+                    letter.partition,
+                    letter.offset,
+                    letter.reason,
+                )
                 fut = await dead_topic.send(value=letter.encode())
                 await fut
             await sink.write(events)

@@ -39,6 +39,8 @@ def decode_batch(messages: list[Message]) -> tuple[list[JourneyEvent], list[Dead
             rows = orjson.loads(value)["events"]
             for index, reason in decoded.rejects:
                 dead.append(
-                    DeadLetter(m.topic, m.partition, m.offset, f"event {index}: {reason}", orjson.dumps(rows[index]))
+                    DeadLetter(
+                        m.topic, m.partition, m.offset, f"event {index}: {reason}", orjson.dumps(rows[index])
+                    )
                 )
     return events, dead

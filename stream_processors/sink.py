@@ -50,6 +50,11 @@ class JourneySink:
             except Exception as exc:  # any failure is backpressure: retry, never drop
                 attempt += 1
                 delay = min(self._backoff_s * 2 ** min(attempt, 5), 10.0)
-                log.warning("insert of %d rows failed (attempt %d), retrying in %.1fs: %s",
-                            len(events), attempt, delay, exc)
+                log.warning(
+                    "insert of %d rows failed (attempt %d), retrying in %.1fs: %s",
+                    len(events),
+                    attempt,
+                    delay,
+                    exc,
+                )
                 await asyncio.sleep(delay)
