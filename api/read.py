@@ -72,7 +72,7 @@ class LiveReader:
 
 
 def _service(slug: str) -> str:
-    if not SLUG.match(slug):
+    if not SLUG.fullmatch(slug):
         raise BadInput("service must be a slug: lower-case letters, digits, '-' or '_'", 404)
     return slug
 

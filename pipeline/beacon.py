@@ -23,8 +23,10 @@ from pipeline.errors import BadInput
 from pipeline.visitor import visitor_key
 from schemas.journey import KINDS, JourneyEvent
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_SLUG_ANY_CASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+EVENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_INT_TEXT = re.compile(r"-?[0-9]{1,16}")
 MAX_PAST_MS = 7 * 86_400_000
 MAX_FUTURE_MS = 5 * 60_000
 TEXT_TYPES = ("application/json", "text/plain")
@@ -156,18 +158,19 @@ def _timestamp(raw: dict[str, Any], received_ms: int) -> int:
 def _event(raw: Any, visit: Visit, limits: Limits, visitor_of: Any) -> JourneyEvent:
     if not isinstance(raw, dict):
         raise _Invalid(None, DropReason.NOT_AN_OBJECT, "event must be a JSON object")
-    service = _text(raw, "category", 64, required=True).lower()
-    if not SLUG.match(service):
+    service = _text(raw, "category", 64, required=True)
+    if not _SLUG_ANY_CASE.fullmatch(service):
         raise _Invalid(
             "category",
             DropReason.BAD_FORMAT,
             "'category' must be a service slug: lower-case letters, digits, '-' or '_'",
         )
+    service = service.lower()
     kind = raw.get("kind", "page")
     if kind not in KINDS:
         raise _Invalid("kind", DropReason.BAD_FORMAT, "'kind' must be 'page' or 'click'")
     event_id = _text(raw, "id", 64)
-    if event_id and not EVENT_ID.match(event_id):
+    if event_id and not EVENT_ID.fullmatch(event_id):
         raise _Invalid("id", DropReason.BAD_FORMAT, "'id' may hold only letters, digits and _ . : -")
     return JourneyEvent(
         id=event_id or new_event_id(),
@@ -206,7 +209,7 @@ def query_event(params: dict[str, str]) -> dict[str, Any]:
     """The GET pixel's query string as one event object (``ts`` may be a number in text)."""
     raw: dict[str, Any] = {k: v for k, v in params.items() if k in _PIXEL_FIELDS}
     ts = raw.get("ts")
-    if isinstance(ts, str) and ts.lstrip("-").isdigit():
+    if isinstance(ts, str) and _INT_TEXT.fullmatch(ts):
         raw["ts"] = int(ts)
     return raw
 

@@ -20,11 +20,10 @@ def daily_salt(secret: bytes, now_ms: int) -> bytes:
 def visitor_key(salt: bytes, ip: str, user_agent: str, service: str) -> int:
     """An unsigned 64-bit key for this visitor on this service today."""
     h = hashlib.blake2b(digest_size=8, key=salt)
-    h.update(ip.encode("utf-8", "replace"))
-    h.update(b"\x00")
-    h.update(user_agent.encode("utf-8", "replace"))
-    h.update(b"\x00")
-    h.update(service.encode("utf-8", "replace"))
+    for part in (ip, user_agent, service):
+        data = part.encode("utf-8", "surrogatepass")
+        h.update(len(data).to_bytes(4, "big"))  # length-prefixed: no two triples hash the same input
+        h.update(data)
     return int.from_bytes(h.digest(), "big")
 
 

@@ -92,8 +92,9 @@ def decode_envelope(value: bytes) -> DecodedEnvelope:
         raise SchemaMismatch(f"not JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise SchemaMismatch("not a journey envelope")
-    if doc.get("v") != VERSION:
-        raise SchemaMismatch(f"unsupported journey schema version {doc.get('v')!r}")
+    version = doc.get("v")
+    if type(version) is not int or version != VERSION:
+        raise SchemaMismatch(f"unsupported journey schema version {version!r}")
     rows = doc.get("events")
     if not isinstance(rows, list):
         raise SchemaMismatch("events is not an array")

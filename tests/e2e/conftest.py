@@ -7,10 +7,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.clickhouse_server import ClickHouseServer
 
 from pipeline.broker import EmbeddedBroker
 from tests.conftest import unique
+from tests.support.clickhouse_server import ClickHouseServer
 from tests.support.stack import ServerStack, wait_until
 
 

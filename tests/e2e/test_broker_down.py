@@ -6,10 +6,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.clickhouse_server import ClickHouseServer
 
 from pipeline.broker import EmbeddedBroker
 from tests.conftest import unique
+from tests.support.clickhouse_server import ClickHouseServer
 from tests.support.stack import ServerStack, free_port
 
 pytestmark = pytest.mark.e2e
