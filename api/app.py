@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
-from fastapi import FastAPI, Request, Response
+import orjson
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
-from api.ingest import ASGIApp, IngestFastPath, IngestService
+from api.ingest import ASGIApp, IngestFastPath, IngestService, Receive, Scope, Send
 from api.read import LiveReader, read_router
 from api.responses import JSONBody
+from api.upstream import UpstreamPool, UpstreamUnavailable
 from pipeline.beacon import Limits
 from pipeline.clock import Clock, SystemClock
 from pipeline.settings import Settings
@@ -26,9 +27,7 @@ from pipeline.store import Store
 from pipeline.visitor import SaltCache
 from producers.publisher import KafkaPublisher
 
-HOP_HEADERS = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
-)
+HOP_HEADERS = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length"})
 
 
 def _base(settings: Settings, title: str, lifespan: object = None) -> FastAPI:
@@ -55,50 +54,55 @@ def _ingest_service(settings: Settings, publisher: KafkaPublisher, clock: Clock)
     return IngestService(publisher, salts, clock, limits, settings.api.max_body_bytes)
 
 
-def _with_ingest(app: FastAPI, settings: Settings, svc: IngestService) -> ASGIApp:
+def _with_ingest(app: ASGIApp, settings: Settings, svc: IngestService) -> ASGIApp:
     return IngestFastPath(app, svc, settings.api.cors_origins, settings.api.retry_after_s)
 
 
-def ingest_app(settings: Settings, read_upstream: str | None = None, clock: Clock | None = None) -> ASGIApp:
+def ingest_app(settings: Settings, read_port: int | None = None, clock: Clock | None = None) -> ASGIApp:
+    """The embedded ingest process: the beacon, and (with ``read_port``) every other route
+    forwarded to the core process's read side on loopback."""
     clock = clock or SystemClock()
     publisher = KafkaPublisher(settings)
-    upstream: dict[str, httpx.AsyncClient] = {}
+    upstream = UpstreamPool("127.0.0.1", read_port) if read_port else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await publisher.start()
-        if read_upstream:
-            upstream["client"] = httpx.AsyncClient(
-                base_url=read_upstream, timeout=10, limits=httpx.Limits(max_keepalive_connections=64)
-            )
         yield
         await publisher.close()
-        if "client" in upstream:
-            await upstream["client"].aclose()
+        if upstream is not None:
+            upstream.close()
 
     app = _base(settings, "perfplat ingest", lifespan)
+    svc = _ingest_service(settings, publisher, clock)
+    if upstream is None:
+        return _with_ingest(app, settings, svc)
+    return _with_ingest(_Forward(app, upstream), settings, svc)
 
-    if read_upstream:
 
-        @app.get("/{path:path}", include_in_schema=False)
-        async def proxy(path: str, request: Request) -> Response:
-            """Everything that is not ingest is the read side's, one hop away on loopback."""
-            try:
-                r = await upstream["client"].get(
-                    "/" + path,
-                    params=request.query_params,
-                    headers={"accept": request.headers.get("accept", "*/*")},
-                )
-            except httpx.HTTPError as exc:
-                return JSONBody(
-                    {"status": "error", "message": f"read side unavailable: {exc}"},
-                    status_code=503,
-                    headers={"Retry-After": str(settings.api.retry_after_s)},
-                )
-            headers = {k: v for k, v in r.headers.items() if k.lower() not in HOP_HEADERS}
-            return Response(r.content, status_code=r.status_code, headers=headers)
+class _Forward:
+    """ASGI: ``/healthz`` and CORS preflights stay here; every other GET goes to the read side."""
 
-    return _with_ingest(app, settings, _ingest_service(settings, publisher, clock))
+    def __init__(self, app: FastAPI, upstream: UpstreamPool) -> None:
+        self.app = app
+        self.upstream = upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or scope["path"] == "/healthz":
+            return await self.app(scope, receive, send)
+        target = scope["raw_path"].decode("latin-1")
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        accept = dict(scope["headers"]).get(b"accept", b"*/*")
+        try:
+            status, headers, body = await self.upstream.get(target, accept)
+        except UpstreamUnavailable as exc:
+            status, body = 503, orjson.dumps({"status": "error", "message": str(exc)})
+            headers = [(b"content-type", b"application/json"), (b"retry-after", b"5")]
+        headers = [(k, v) for k, v in headers if k not in HOP_HEADERS]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 def read_app(settings: Settings, store: Store, clock: Clock | None = None) -> FastAPI:

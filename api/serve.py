@@ -13,7 +13,7 @@ def embedded_ingest() -> ASGIApp:
     from api.app import ingest_app
 
     settings = load_settings()
-    return ingest_app(settings, read_upstream=f"http://127.0.0.1:{settings.api.read_port}")
+    return ingest_app(settings, read_port=settings.api.read_port)
 
 
 def distributed_api() -> ASGIApp:
