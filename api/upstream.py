@@ -10,8 +10,11 @@ line, headers and a ``Content-Length`` body.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from pipeline.errors import RetryableError
+
+IDLE_LIMIT_S = 4.0  # below uvicorn's 5 s keep-alive timeout, so an idle connection is still open
 
 
 class UpstreamUnavailable(RetryableError):
@@ -21,7 +24,7 @@ class UpstreamUnavailable(RetryableError):
 class UpstreamPool:
     def __init__(self, host: str, port: int, max_idle: int = 64, timeout_s: float = 10.0) -> None:
         self._host, self._port = host, port
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
         self._max_idle = max_idle
         self._timeout_s = timeout_s
 
@@ -31,22 +34,32 @@ class UpstreamPool:
             b"GET " + target.encode("latin-1") + b" HTTP/1.1\r\nhost: read\r\naccept: " + accept + b"\r\n\r\n"
         )
         for attempt in (0, 1):
-            fresh = not self._idle
-            reader, writer = self._idle.pop() if self._idle else await self._connect()
+            pooled = self._take() if attempt == 0 else None
+            reader, writer = pooled or await self._connect()
             try:
                 writer.write(request)
                 status, headers, body, keep = await asyncio.wait_for(self._read(reader), self._timeout_s)
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 writer.close()
-                if fresh or attempt:
+                if pooled is None:
                     raise UpstreamUnavailable(f"read side unavailable: {exc!r}") from None
+                self.close()  # the upstream restarted or dropped idle connections: drop them all
                 continue
             if keep and len(self._idle) < self._max_idle:
-                self._idle.append((reader, writer))
+                self._idle.append((reader, writer, time.monotonic()))
             else:
                 writer.close()
             return status, headers, body
         raise UpstreamUnavailable("read side unavailable")  # pragma: no cover - loop always returns
+
+    def _take(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        now = time.monotonic()
+        while self._idle:
+            reader, writer, since = self._idle.pop()
+            if now - since < IDLE_LIMIT_S:
+                return reader, writer
+            writer.close()
+        return None
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
@@ -76,6 +89,6 @@ class UpstreamPool:
         return status, headers, body, keep
 
     def close(self) -> None:
-        for _, writer in self._idle:
+        for _, writer, _ in self._idle:
             writer.close()
         self._idle.clear()

@@ -65,6 +65,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _is_listening(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port, without connecting to it when possible.
+
+    Reads /proc/net/tcp on Linux (a bare connect would leave "Client has not sent any data"
+    warnings in the server's error log); elsewhere falls back to a plain connect.
+    """
+    try:
+        table = Path("/proc/net/tcp").read_text(encoding="ascii")
+    except OSError:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+    wanted = {f"0100007F:{port:04X}", f"00000000:{port:04X}"}
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[1] in wanted and fields[3] == "0A":  # 0A = TCP_LISTEN
+            return True
+    return False
+
+
 def _tail(path: Path, max_lines: int = 40) -> str:
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -227,12 +249,9 @@ class ClickHouseServer:
             if proc is None or proc.poll() is not None:
                 code = None if proc is None else proc.returncode
                 raise RuntimeError(self._failure(f"ClickHouse server exited with code {code} while starting"))
-            try:
-                # A bare TCP probe first: clickhouse_driver logs a traceback for every refused connect.
-                with socket.create_connection(("127.0.0.1", self.tcp_port), timeout=1):
-                    pass
-            except OSError as e:
-                last_error = e
+            if not _is_listening(self.tcp_port):
+                # Not bound yet. Asking clickhouse_driver now would log a traceback per attempt.
+                last_error = ConnectionRefusedError(f"nothing listening on 127.0.0.1:{self.tcp_port}")
             else:
                 client: Any = Client(
                     "127.0.0.1",
