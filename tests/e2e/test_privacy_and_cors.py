@@ -1,0 +1,106 @@
+"""What leaves the ingest process: no raw IP anywhere downstream; CORS for configured origins;
+``perfplat init`` is idempotent against the real services."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import orjson
+import pytest
+from confluent_kafka import Consumer
+
+from pipeline.settings import Settings, load_settings
+from pipeline.stores.server import ServerStore
+from pipeline.topics import topics_for
+from producers.kafka_config import consumer_config
+from tests.conftest import unique
+from tests.e2e.conftest import minute_total
+from tests.support.stack import ServerStack, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def _settings(stack: ServerStack) -> Settings:
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in stack.env.items() if k.startswith("PERFPLAT_")})
+    try:
+        return load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_the_raw_ip_is_neither_on_kafka_nor_in_clickhouse(server_stack: ServerStack) -> None:
+    service = unique("svc")
+    # The stack is on loopback, so the client address is 127.0.0.1: it must appear nowhere.
+    ip = "127.0.0.1"
+    events = [{"category": service, "label": f"l{i}", "id": f"{service}-{i}"} for i in range(5)]
+    r = httpx.post(
+        server_stack.base_url + "/beacon", content=orjson.dumps(events), headers={"user-agent": "u"}
+    )
+    assert r.status_code == 202
+    wait_until(lambda: minute_total(server_stack.base_url, service) == 5, 30)
+
+    settings = _settings(server_stack)
+    consumer = Consumer(consumer_config(settings, "privacy-" + uuid.uuid4().hex[:6]))
+    consumer.subscribe([topics_for(settings.kafka).journey.name])
+    found = False
+    raw_values: list[bytes] = []
+    deadline = time.monotonic() + 20
+    try:
+        while not found and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                raw_values.append(msg.value())
+                found = service.encode() in msg.value()
+    finally:
+        consumer.close()
+    assert found
+    assert not any(ip.encode() in v for v in raw_values)
+
+    store = ServerStore(settings.clickhouse.url, settings.clickhouse.database)
+    try:
+        rows = store.query(
+            f"SELECT count() FROM {store.database}.journey_events WHERE service = %(s)s AND "
+            "(position(id, %(ip)s) > 0 OR position(label, %(ip)s) > 0 OR position(path, %(ip)s) > 0 "
+            "OR position(action, %(ip)s) > 0)",
+            {"s": service, "ip": ip},
+        )
+        (total,) = store.query(
+            f"SELECT count() FROM {store.database}.journey_events FINAL WHERE service = %(s)s", {"s": service}
+        )
+    finally:
+        store.close()
+    assert rows[0][0] == 0 and total[0] == 5
+
+
+def test_cors_on_the_beacon_and_preflight(server_stack: ServerStack) -> None:
+    origin = {"origin": "https://www.service.example"}
+    r = httpx.post(server_stack.base_url + "/beacon", json={"category": "svc"}, headers=origin)
+    assert r.status_code == 202
+    assert r.headers["access-control-allow-origin"] in ("*", origin["origin"])
+    r = httpx.options(
+        server_stack.base_url + "/beacon",
+        headers=origin
+        | {"access-control-request-method": "POST", "access-control-request-headers": "content-type"},
+    )
+    assert r.status_code == 200
+    assert "POST" in r.headers["access-control-allow-methods"]
+
+
+def test_init_is_idempotent(server_stack: ServerStack) -> None:
+    env = server_stack.env
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "init"], env=env, capture_output=True, text=True
+        )
+        for _ in range(2)
+    ]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr
+    # the stack already created everything at start, so neither run creates or applies anything
+    assert all("topics created: none; migrations applied: none" in r.stdout for r in runs)
