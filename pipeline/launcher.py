@@ -60,11 +60,16 @@ class Stack:
         self.broker = EmbeddedBroker(settings.kafka.broker_port, settings.data_dir / "broker.log")
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def _spawn(self, command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, command: str, env: dict[str, str], nice: int = 0) -> subprocess.Popen[bytes]:
+        def prepare() -> None:
+            die_with_parent()
+            if nice:
+                os.nice(nice)
+
         proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", command],
             env=env,
-            preexec_fn=die_with_parent,
+            preexec_fn=prepare,
             start_new_session=True,  # the launcher decides the order of shutdown, not the terminal
         )
         self.procs.append(proc)
@@ -79,7 +84,9 @@ class Stack:
         env["PERFPLAT_DATA_DIR"] = str(s.data_dir.resolve())
         self.broker.start()
         ensure_topics(s)
-        self._spawn("core", env)
+        # On a shared machine the worker yields the CPU to ingest: a beacon waits for its ack,
+        # while the worker only needs to keep up (freshness is measured in seconds, not ms).
+        self._spawn("core", env, nice=self.settings.worker.embedded_nice)
         self._spawn("ingest", env)
         _wait_healthy(f"http://{s.api.host}:{s.api.read_port}/healthz", 60, self.procs)
         _wait_healthy(f"http://{s.api.host}:{s.api.port}/healthz", 60, self.procs)

@@ -63,8 +63,8 @@ class WorkerSettings(BaseModel):
     max_batch_messages: int = 2000
     flush_interval_ms: int = 250
     retry_backoff_ms: int = 500
-    window_seconds: int = 300
-    bucket_seconds: int = 10
+    embedded_nice: int = 10
+    """CPU niceness of the embedded core process (worker + chdb) relative to ingest."""
 
 
 class Settings(BaseSettings):
