@@ -16,6 +16,8 @@ from typing import Any
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+PLACEHOLDER_SECRETS = frozenset({"change-me", "changeme", "secret", "password", "placeholder"})
+
 
 class Mode(StrEnum):
     EMBEDDED = "embedded"
@@ -54,14 +56,14 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = 1_048_576
     max_batch_events: int = 1000
     max_field_chars: int = 512
-    users_now_cache_ms: int = 250
+    users_now_cache_ms: int = 100
     retry_after_s: int = 5
 
 
 class WorkerSettings(BaseModel):
     app_id: str = "perfplat-worker"
     max_batch_messages: int = 2000
-    flush_interval_ms: int = 250
+    flush_interval_ms: int = 100
     retry_backoff_ms: int = 500
     embedded_nice: int = 10
     """CPU niceness of the embedded core process (worker + chdb) relative to ingest."""
@@ -105,8 +107,11 @@ class Settings(BaseSettings):
                 "distributed mode needs both PERFPLAT_KAFKA_BOOTSTRAP and PERFPLAT_CLICKHOUSE_URL; "
                 "set neither for the embedded default"
             )
-        if self.mode is Mode.DISTRIBUTED and not self.visitor_secret.get_secret_value():
+        secret = self.visitor_secret.get_secret_value()
+        if self.mode is Mode.DISTRIBUTED and not secret:
             raise ValueError("distributed mode needs PERFPLAT_VISITOR_SECRET (shared by every api process)")
+        if secret.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("PERFPLAT_VISITOR_SECRET is a placeholder; set a random value of your own")
         return self
 
     @property

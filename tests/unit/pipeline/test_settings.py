@@ -65,6 +65,15 @@ def test_distributed_mode_needs_a_visitor_secret(clean_env: pytest.MonkeyPatch) 
         Settings()
 
 
+@pytest.mark.parametrize("placeholder", ["change-me", "CHANGEME", " secret "])
+def test_a_placeholder_visitor_secret_is_refused(clean_env: pytest.MonkeyPatch, placeholder: str) -> None:
+    clean_env.setenv("PERFPLAT_KAFKA_BOOTSTRAP", BOOTSTRAP)
+    clean_env.setenv("PERFPLAT_CLICKHOUSE_URL", CLICKHOUSE_URL)
+    clean_env.setenv("PERFPLAT_VISITOR_SECRET", placeholder)
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings()
+
+
 @pytest.mark.parametrize(
     ("kafka_var", "clickhouse_var"),
     [
