@@ -53,7 +53,7 @@ def run_worker(settings: Settings, serve_read: bool) -> None:
         async def serve_read_api() -> None:
             await server.serve()
 
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), override_logging=False)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), override_logging=False, quiet=True)
     try:
         worker.execute_from_commandline()
     finally:
