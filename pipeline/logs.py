@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-
 CHATTY = ("faust", "mode", "aiokafka", "kafka", "uvicorn.error")
 
 
