@@ -51,7 +51,9 @@ def _base(settings: Settings, title: str, lifespan: object = None) -> FastAPI:
 def _ingest_service(settings: Settings, publisher: KafkaPublisher, clock: Clock) -> IngestService:
     limits = Limits(settings.api.max_batch_events, settings.api.max_field_chars)
     salts = SaltCache(settings.visitor_secret.get_secret_value().encode())
-    return IngestService(publisher, salts, clock, limits, settings.api.max_body_bytes)
+    return IngestService(
+        publisher, salts, clock, limits, settings.api.max_body_bytes, frozenset(settings.api.trusted_proxies)
+    )
 
 
 def _with_ingest(app: ASGIApp, settings: Settings, svc: IngestService) -> ASGIApp:

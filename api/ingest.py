@@ -23,7 +23,7 @@ import orjson
 from pipeline.beacon import Limits, Visit, check_content_type, parse_body, query_event, validate_events
 from pipeline.clock import Clock
 from pipeline.errors import BadInput, RetryableError
-from pipeline.visitor import SaltCache
+from pipeline.visitor import SaltCache, client_ip
 from producers.publisher import EventPublisher
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,9 @@ class IngestService:
         clock: Clock,
         limits: Limits,
         max_body_bytes: int,
+        trusted_proxies: frozenset[str] = frozenset(),
     ) -> None:
+        self.trusted_proxies = trusted_proxies
         self.publisher = publisher
         self.salts = salts
         self.clock = clock
@@ -106,7 +108,11 @@ class IngestFastPath:
     async def _handle(self, scope: Scope, receive: Receive, send: Send, pixel: bool) -> None:
         headers = dict(scope["headers"])
         client = scope.get("client")
-        visit = self.svc.visit(client[0] if client else "", headers.get(b"user-agent", b"").decode("latin-1"))
+        peer = client[0] if client else ""
+        forwarded = headers.get(b"x-forwarded-for")
+        if forwarded is not None and self.svc.trusted_proxies:
+            peer = client_ip(peer, forwarded.decode("latin-1"), self.svc.trusted_proxies)
+        visit = self.svc.visit(peer, headers.get(b"user-agent", b"").decode("latin-1"))
         extra = self._cors(headers.get(b"origin"))
         try:
             if pixel:

@@ -53,6 +53,8 @@ class ApiSettings(BaseModel):
     """Embedded mode: the read side listens here; the public port proxies read routes to it."""
     ingest_processes: int = 1
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Peers whose ``X-Forwarded-For`` is believed (e.g. the load balancer's addresses)."""
     max_body_bytes: int = 1_048_576
     max_batch_events: int = 1000
     max_field_chars: int = 512

@@ -27,6 +27,19 @@ def visitor_key(salt: bytes, ip: str, user_agent: str, service: str) -> int:
     return int.from_bytes(h.digest(), "big")
 
 
+def client_ip(peer: str, forwarded_for: str | None, trusted_proxies: frozenset[str]) -> str:
+    """The visitor's address: the TCP peer, unless the peer is a trusted proxy, in which case
+    the right-most address in ``X-Forwarded-For`` that is not itself a trusted proxy (a client
+    can put anything on the left of that header; only what our proxies appended is believed)."""
+    if not forwarded_for or peer not in trusted_proxies:
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted_proxies:
+            return hop
+    return hops[0] if hops else peer
+
+
 class SaltCache:
     """Remembers today's salt so the hot path hashes once per day, not once per event."""
 

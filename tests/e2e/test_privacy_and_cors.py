@@ -8,18 +8,21 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 from confluent_kafka import Consumer
 
+from pipeline.broker import EmbeddedBroker
 from pipeline.settings import Settings, load_settings
 from pipeline.stores.server import ServerStore
 from pipeline.topics import topics_for
 from producers.kafka_config import consumer_config
 from tests.conftest import unique
-from tests.e2e.conftest import minute_total
+from tests.e2e.conftest import minute_total, users_now, wait_for_worker
+from tests.support.clickhouse_server import ClickHouseServer
 from tests.support.stack import ServerStack, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -104,3 +107,37 @@ def test_init_is_idempotent(server_stack: ServerStack) -> None:
     assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr
     # the stack already created everything at start, so neither run creates or applies anything
     assert all("topics created: none; migrations applied: none" in r.stdout for r in runs)
+
+
+def test_forwarded_for_is_ignored_from_an_untrusted_peer(server_stack: ServerStack) -> None:
+    service = unique("svc")
+    for spoofed in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):
+        r = httpx.post(
+            server_stack.base_url + "/beacon",
+            json={"category": service},
+            headers={"user-agent": "same-browser", "x-forwarded-for": spoofed},
+        )
+        assert r.status_code == 202
+    wait_until(lambda: minute_total(server_stack.base_url, service) == 3, 30)
+    assert users_now(server_stack.base_url, service) == 1
+
+
+def test_forwarded_for_from_a_trusted_proxy_tells_visitors_apart(
+    tmp_path: Path, broker: EmbeddedBroker, clickhouse_server: ClickHouseServer
+) -> None:
+    stack = ServerStack(tmp_path, broker.bootstrap, clickhouse_server.url, unique("proxy"))
+    stack.env["PERFPLAT_API__TRUSTED_PROXIES"] = '["127.0.0.1"]'
+    stack.start()
+    try:
+        wait_for_worker(stack.base_url)
+        service = unique("svc")
+        for client in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):
+            r = httpx.post(
+                stack.base_url + "/beacon",
+                json={"category": service},
+                headers={"user-agent": "same-browser", "x-forwarded-for": f"6.6.6.6, {client}"},
+            )
+            assert r.status_code == 202
+        wait_until(lambda: users_now(stack.base_url, service) == 3, 30)
+    finally:
+        stack.stop()

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pipeline.visitor as visitor_module
-from pipeline.visitor import SaltCache, daily_salt, visitor_key
+from pipeline.visitor import SaltCache, client_ip, daily_salt, visitor_key
 
 DAY_MS = 86_400_000
 SECRET = b"test-secret"
@@ -163,3 +163,28 @@ def test_salt_cache_recomputes_after_midnight_and_not_before(monkeypatch: pytest
     assert len(calls) == 2
     # A clock stepping back across midnight gets yesterday's salt again, not today's.
     assert cache.salt(MIDNIGHT_MS - 1) == before
+
+
+PROXIES = frozenset({"10.0.0.5", "10.0.0.6"})
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("198.51.100.7", None, "198.51.100.7"),  # no header: the peer
+        ("198.51.100.7", "1.2.3.4", "198.51.100.7"),  # an untrusted peer's header is ignored
+        ("10.0.0.5", "203.0.113.9", "203.0.113.9"),  # through our load balancer
+        ("10.0.0.5", "6.6.6.6, 203.0.113.9", "203.0.113.9"),  # a spoofed left-most hop is ignored
+        ("10.0.0.5", "203.0.113.9, 10.0.0.6", "203.0.113.9"),  # two of our proxies in a row
+        ("10.0.0.5", " , ", "10.0.0.5"),  # an empty header
+        ("10.0.0.5", "10.0.0.6", "10.0.0.6"),  # only proxies: the left-most one
+    ],
+)
+def test_client_ip_believes_forwarded_for_only_from_trusted_proxies(
+    peer: str, forwarded: str | None, expected: str
+) -> None:
+    assert client_ip(peer, forwarded, PROXIES) == expected
+
+
+def test_without_trusted_proxies_the_peer_is_the_client() -> None:
+    assert client_ip("10.0.0.5", "203.0.113.9", frozenset()) == "10.0.0.5"
