@@ -1,4 +1,5 @@
-"""FastAPI app factories. Which routers a process serves depends on how perfplat runs:
+"""App factories. Which routes a process serves depends on how perfplat runs (the beacon routes
+are a raw ASGI layer in front of FastAPI, see ``api.ingest``):
 
 - embedded ingest process: ``/beacon`` routes; read routes are proxied to the core process, so
   the user has one base URL while ingest keeps a core (and a GIL) of its own;
@@ -79,15 +80,16 @@ def ingest_app(settings: Settings, read_port: int | None = None, clock: Clock | 
     svc = _ingest_service(settings, publisher, clock)
     if upstream is None:
         return _with_ingest(app, settings, svc)
-    return _with_ingest(_Forward(app, upstream), settings, svc)
+    return _with_ingest(_Forward(app, upstream, settings.api.retry_after_s), settings, svc)
 
 
 class _Forward:
     """ASGI: ``/healthz`` and CORS preflights stay here; every other GET goes to the read side."""
 
-    def __init__(self, app: FastAPI, upstream: UpstreamPool) -> None:
+    def __init__(self, app: FastAPI, upstream: UpstreamPool, retry_after_s: int) -> None:
         self.app = app
         self.upstream = upstream
+        self.retry_after = str(retry_after_s).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or scope["path"] == "/healthz":
@@ -100,7 +102,7 @@ class _Forward:
             status, headers, body = await self.upstream.get(target, accept)
         except UpstreamUnavailable as exc:
             status, body = 503, orjson.dumps({"status": "error", "message": str(exc)})
-            headers = [(b"content-type", b"application/json"), (b"retry-after", b"5")]
+            headers = [(b"content-type", b"application/json"), (b"retry-after", self.retry_after)]
         headers = [(k, v) for k, v in headers if k not in HOP_HEADERS]
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
