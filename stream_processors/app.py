@@ -23,7 +23,7 @@ from stream_processors.sink import JourneySink
 log = logging.getLogger(__name__)
 
 
-def make_app(settings: Settings, store: Store) -> tuple[Any, JourneySink]:
+def make_app(settings: Settings, store: Store) -> Any:
     k = settings.kafka
     topics = topics_for(k)
     app = faust.App(
@@ -73,4 +73,4 @@ def make_app(settings: Settings, store: Store) -> tuple[Any, JourneySink]:
                 await fut
             await sink.write(events)
 
-    return app, sink
+    return app

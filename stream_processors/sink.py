@@ -35,7 +35,6 @@ class JourneySink:
     def __init__(self, store: Store, retry_backoff_ms: int) -> None:
         self._store = store
         self._backoff_s = retry_backoff_ms / 1000
-        self.rows_written = 0
 
     async def write(self, events: list[JourneyEvent]) -> None:
         if not events:
@@ -45,7 +44,6 @@ class JourneySink:
         while True:
             try:
                 await asyncio.to_thread(self._store.insert, "journey_in", columns)
-                self.rows_written += len(events)
                 return
             except Exception as exc:  # any failure is backpressure: retry, never drop
                 attempt += 1

@@ -33,7 +33,7 @@ def run_worker(settings: Settings, serve_read: bool) -> None:
     ensure_topics(settings)
     store = open_store(settings)
     ensure_tables(store)
-    app, _sink = make_app(settings, store)
+    app = make_app(settings, store)
 
     if serve_read:
         from api.app import read_app

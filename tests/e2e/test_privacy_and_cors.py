@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -16,7 +15,6 @@ import pytest
 from confluent_kafka import Consumer
 
 from pipeline.broker import EmbeddedBroker
-from pipeline.settings import Settings, load_settings
 from pipeline.stores.server import ServerStore
 from pipeline.topics import topics_for
 from producers.kafka_config import consumer_config
@@ -26,16 +24,6 @@ from tests.support.clickhouse_server import ClickHouseServer
 from tests.support.stack import ServerStack, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def _settings(stack: ServerStack) -> Settings:
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in stack.env.items() if k.startswith("PERFPLAT_")})
-    try:
-        return load_settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def test_the_raw_ip_is_neither_on_kafka_nor_in_clickhouse(server_stack: ServerStack) -> None:
@@ -49,7 +37,7 @@ def test_the_raw_ip_is_neither_on_kafka_nor_in_clickhouse(server_stack: ServerSt
     assert r.status_code == 202
     wait_until(lambda: minute_total(server_stack.base_url, service) == 5, 30)
 
-    settings = _settings(server_stack)
+    settings = server_stack.settings()
     consumer = Consumer(consumer_config(settings, "privacy-" + uuid.uuid4().hex[:6]))
     consumer.subscribe([topics_for(settings.kafka).journey.name])
     found = False

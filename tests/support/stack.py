@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from pipeline.settings import Settings, load_settings
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -111,6 +113,17 @@ class ServerStack:
         workdir.mkdir(parents=True, exist_ok=True)
         self.api = Proc(["api"], self.env, workdir / "api.log")
         self.worker = Proc(["worker"], self.env, workdir / "worker.log")
+
+    def settings(self) -> Settings:
+        """The settings this stack's processes read, for a test that talks to Kafka or ClickHouse
+        directly (``load_settings`` reads the environment, so it is swapped in for the call)."""
+        saved = dict(os.environ)
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("PERFPLAT_")})
+        try:
+            return load_settings()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
     def start(self) -> None:
         self.start_worker()
