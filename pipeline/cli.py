@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pipeline.logs import configure_logging
 from pipeline.settings import Mode, load_settings
@@ -20,7 +21,73 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("ingest", help=argparse.SUPPRESS)  # embedded child processes
     sub.add_parser("core", help=argparse.SUPPRESS)
     sub.add_parser("bench", help="drive a running stack with synthetic Stageprompt traffic (see --help)")
+    sub.add_parser("upload", help="POST a CSV or Excel file's records to a data set's write API (see --help)")
+    ds = sub.add_parser("datasets", help="list, create and configure data sets, rotate their tokens")
+    ds_sub = ds.add_subparsers(dest="action", required=True)
+    ds_sub.add_parser("list", help="every data set and its settings (never the tokens)")
+    create = ds_sub.add_parser("create", help="add a data set; prints its bearer token once")
+    create.add_argument("data_group")
+    create.add_argument("data_type")
+    create.add_argument("--token", help="use this token (e.g. one migrated from the original platform)")
+    create.add_argument(
+        "--set", action="append", default=[], metavar="KEY=JSON", help="a setting, e.g. realtime=true"
+    )
+    rotate = ds_sub.add_parser("rotate-token", help="give a data set a new bearer token; prints it once")
+    rotate.add_argument("name")
+    configure = ds_sub.add_parser("configure", help="change settings of a data set")
+    configure.add_argument("name")
+    configure.add_argument("--set", action="append", default=[], metavar="KEY=JSON", required=True)
     return p
+
+
+def _settings_pairs(pairs: list[str]) -> dict[str, object]:
+    import orjson
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes KEY=VALUE, not {pair!r}")
+        try:
+            out[key] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            out[key] = value  # a bare word is a string
+    return out
+
+
+def _datasets(args: argparse.Namespace, path: Path) -> int:
+    from pipeline.datasets import DataSetConfig, RegistryFile
+
+    registry = RegistryFile(path)
+    try:
+        if args.action == "list":
+            for config in sorted(registry.reload().sets.values(), key=lambda c: c.name):
+                sys.stdout.write(orjson_line(config.as_public()))
+            return 0
+        if args.action == "create":
+            doc = {"data_group": args.data_group, "data_type": args.data_type, **_settings_pairs(args.set)}
+            config = DataSetConfig.from_doc(doc)
+            token = registry.create(config, args.token)
+            sys.stdout.write(f"created {config.name}; bearer token (shown once): {token}\n")
+            return 0
+        if args.action == "rotate-token":
+            token = registry.rotate_token(args.name)
+            sys.stdout.write(f"new bearer token for {args.name} (shown once): {token}\n")
+            return 0
+        config = registry.configure(args.name, **_settings_pairs(args.set))
+        sys.stdout.write(orjson_line(config.as_public()))
+        return 0
+    except KeyError as exc:
+        sys.stderr.write(f"no data set named {exc.args[0]}\n")
+    except (TypeError, ValueError) as exc:
+        sys.stderr.write(f"{exc}\n")
+    return 1
+
+
+def orjson_line(doc: object) -> str:
+    import orjson
+
+    return orjson.dumps(doc).decode() + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,9 +98,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench_parser = argparse.ArgumentParser(prog="perfplat bench")
         bench_mod.add_arguments(bench_parser)
         return bench_mod.main(bench_parser.parse_args(argv[1:]))
+    if argv[:1] == ["upload"]:  # a client of some write API: reads no settings either
+        from producers import uploader
+
+        upload_parser = argparse.ArgumentParser(prog="perfplat upload")
+        uploader.add_arguments(upload_parser)
+        return uploader.main(upload_parser.parse_args(argv[1:]))
     args = _parser().parse_args(argv)
     settings = load_settings()
     configure_logging(settings.log_level)
+    if args.command == "datasets":
+        return _datasets(args, settings.registry_path)
     if args.command == "up":
         if settings.mode is not Mode.EMBEDDED:
             sys.stderr.write("perfplat up runs the embedded default; unset PERFPLAT_KAFKA_BOOTSTRAP etc.\n")

@@ -18,7 +18,19 @@ from pipeline.sql import quote_string
 
 SLOTS = 24
 SLOT_COLUMNS = tuple(f"s{i}" for i in range(SLOTS))
-ROW_COLUMNS = ("data_set", "epoch", "ts", "has_ts", "id", "sign", "version", "op", "updated", "doc", *SLOT_COLUMNS)
+ROW_COLUMNS = (
+    "data_set",
+    "epoch",
+    "ts",
+    "has_ts",
+    "id",
+    "sign",
+    "version",
+    "op",
+    "updated",
+    "doc",
+    *SLOT_COLUMNS,
+)
 
 
 def json_text(value: Any) -> str:

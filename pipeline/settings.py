@@ -60,6 +60,12 @@ class ApiSettings(BaseModel):
     max_field_chars: int = 512
     users_now_cache_ms: int = 100
     retry_after_s: int = 5
+    max_write_bytes: int = 10 * 1024 * 1024
+    """Write API: largest request body, after gzip decompression (the original's 10 MiB)."""
+    write_wait_ms: int = 10_000
+    """``?wait=queryable`` (and DELETE/PATCH): how long a write waits for its records to be queryable."""
+    data_cache_ms: int = 500
+    """Read API: how long a data-set query result is reused for identical requests."""
 
 
 class WorkerSettings(BaseModel):
@@ -81,6 +87,10 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     data_dir: Path = Path("var")
+    datasets_file: Path | None = None
+    """The data-set registry (JSON); default ``<data_dir>/datasets.json``."""
+    admin_token: SecretStr = SecretStr("")
+    """Bearer token of the admin API (``/_admin/…``); empty: the admin API is switched off."""
     visitor_secret: SecretStr = SecretStr("")
     """Key for the daily visitor salt. Empty in embedded mode: generated once under data_dir."""
     log_level: str = "INFO"
@@ -123,6 +133,10 @@ class Settings(BaseSettings):
     @property
     def bootstrap(self) -> str:
         return self.kafka.bootstrap or f"127.0.0.1:{self.kafka.broker_port}"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.datasets_file or self.data_dir / "datasets.json"
 
     @property
     def chdb_path(self) -> Path:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 from pipeline.settings import KafkaSettings
+
+
+MAX_RECORDS_MESSAGE_BYTES = 16 * 1024 * 1024
+"""One write request is one message; the write API takes up to 10 MiB of JSON per request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,10 +22,11 @@ class TopicSpec:
 @dataclass(frozen=True, slots=True)
 class Topics:
     journey: TopicSpec
+    records: TopicSpec
     dead_letter: TopicSpec
 
     def all(self) -> list[TopicSpec]:
-        return [self.journey, self.dead_letter]
+        return [self.journey, self.records, self.dead_letter]
 
 
 def topics_for(kafka: KafkaSettings) -> Topics:
@@ -28,6 +34,11 @@ def topics_for(kafka: KafkaSettings) -> Topics:
     week_ms = str(7 * 86_400_000)
     return Topics(
         journey=TopicSpec(f"{p}.journey.v1", kafka.partitions, {"retention.ms": week_ms}),
+        records=TopicSpec(
+            f"{p}.records.v1",
+            kafka.partitions,
+            {"retention.ms": week_ms, "max.message.bytes": str(MAX_RECORDS_MESSAGE_BYTES)},
+        ),
         dead_letter=TopicSpec(f"{p}.dead-letter", 1, {"retention.ms": str(30 * 86_400_000)}),
     )
 
@@ -37,3 +48,8 @@ def partition_for_visitor(visitor: int, partitions: int) -> int:
     partition, so per-visitor order is kept and the envelope for a partition can carry many
     visitors' events at once."""
     return visitor % partitions
+
+
+def partition_for_data_set(name: str, partitions: int) -> int:
+    """Every write to one data set shares a partition, so its operations apply in order."""
+    return zlib.crc32(name.encode()) % partitions

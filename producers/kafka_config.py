@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.settings import Settings
+from pipeline.topics import MAX_RECORDS_MESSAGE_BYTES
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -21,6 +22,8 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         # keys land where aiokafka/Faust/Java would put them (Tansu reference, rule 2)
         "partitioner": "murmur2_random",
         "client.id": "perfplat-ingest",
+        # a data-set write request is one message of up to 10 MiB of JSON (before lz4)
+        "message.max.bytes": MAX_RECORDS_MESSAGE_BYTES + 65536,
     }
 
 

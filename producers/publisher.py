@@ -26,15 +26,20 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from pipeline.errors import BrokerUnavailable
 from pipeline.settings import Settings
-from pipeline.topics import TopicSpec, partition_for_visitor, topics_for
+from pipeline.topics import TopicSpec, partition_for_data_set, partition_for_visitor, topics_for
 from producers.kafka_config import producer_config
 from schemas.journey import JourneyEvent, encode_envelope
+from schemas.records import WriteOp, encode_op
 
 log = logging.getLogger(__name__)
 
 
 class EventPublisher(Protocol):
     async def publish(self, events: list[JourneyEvent]) -> None: ...
+
+
+class OpPublisher(Protocol):
+    async def publish_op(self, op: WriteOp) -> None: ...
 
 
 @dataclass
@@ -47,7 +52,9 @@ class _Pending:
 class KafkaPublisher:
     def __init__(self, settings: Settings, topic: TopicSpec | None = None) -> None:
         self._settings = settings
-        self._topic = topic or topics_for(settings.kafka).journey
+        topics = topics_for(settings.kafka)
+        self._topic = topic or topics.journey
+        self._records_topic = topics.records
         self._window_s = settings.kafka.coalesce_window_ms / 1000
         self._max_events = settings.kafka.coalesce_max_events
         self._pending: dict[int, _Pending] = {}
@@ -109,6 +116,31 @@ class KafkaPublisher:
             await waiters[0]
         else:
             await asyncio.gather(*waiters)
+
+    async def publish_op(self, op: WriteOp) -> None:
+        """One data-set write operation, one message, on its data set's partition; returns
+        once Kafka has acknowledged it."""
+        if self._fatal:
+            raise BrokerUnavailable(f"Kafka producer failed: {self._fatal}")
+        if self._brokers_down and self._pending_count() > 0:
+            raise BrokerUnavailable("Kafka brokers are unavailable")
+        loop = self._loop
+        assert loop is not None, "publisher not started"
+        fut: asyncio.Future[None] = loop.create_future()
+        topic = self._records_topic
+        try:
+            self._producer.produce(
+                topic.name,
+                encode_op(op),
+                key=op.data_set.encode(),
+                partition=partition_for_data_set(op.data_set, topic.partitions),
+                headers=[("schema", b"records.v1")],
+                on_delivery=partial(self._delivered, [fut]),
+            )
+        except (BufferError, KafkaException) as exc:
+            raise BrokerUnavailable(f"Kafka producer queue refused the message: {exc}") from exc
+        self._wake.set()
+        await fut
 
     def _pending_count(self) -> int:
         return len(self._producer) if self._producer is not None else 0

@@ -92,7 +92,12 @@ def decode_op(value: bytes) -> WriteOp:
         raise SchemaMismatch("not a records operation")
     if type(doc.get("v")) is not int or doc["v"] != VERSION:
         raise SchemaMismatch(f"unsupported records schema version {doc.get('v')!r}")
-    op, op_id, data_set, received = doc.get("op"), doc.get("op_id"), doc.get("data_set"), doc.get("received_ms")
+    op, op_id, data_set, received = (
+        doc.get("op"),
+        doc.get("op_id"),
+        doc.get("data_set"),
+        doc.get("received_ms"),
+    )
     if op not in OP_KINDS:
         raise SchemaMismatch(f"unknown operation {op!r}")
     if not isinstance(op_id, str) or not op_id or not isinstance(data_set, str) or not data_set:

@@ -17,7 +17,9 @@ import faust
 from pipeline.settings import Settings
 from pipeline.store import Store
 from pipeline.topics import topics_for
-from stream_processors.journey import Message, decode_batch
+from stream_processors.dead_letter import DeadLetter
+from stream_processors.journey import Message, decode_batch, decode_ops
+from stream_processors.record_sink import RecordSink
 from stream_processors.sink import JourneySink
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ def make_app(settings: Settings, store: Store) -> Any:
         web_enabled=False,
         broker_commit_interval=1.0,
         topic_allow_declare=False,
+        # a data-set write request travels as one message of up to 16 MiB
+        consumer_max_fetch_size=32 * 1024 * 1024,
     )
     journey_topic = app.topic(
         topics.journey.name,
@@ -49,28 +53,42 @@ def make_app(settings: Settings, store: Store) -> Any:
     dead_topic = app.topic(
         topics.dead_letter.name, partitions=1, key_serializer="raw", value_serializer="raw"
     )
+    records_topic = app.topic(
+        topics.records.name,
+        partitions=topics.records.partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     sink = JourneySink(store, settings.worker.retry_backoff_ms)
+    record_sink = RecordSink(store, settings.worker.retry_backoff_ms)
     max_batch = settings.worker.max_batch_messages
     within = settings.worker.flush_interval_ms / 1000
+
+    async def dead_letter(letters: list[DeadLetter]) -> None:
+        for letter in letters:
+            log.warning(
+                "dead-lettering %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset, letter.reason
+            )
+            fut = await dead_topic.send(value=letter.encode())
+            await fut
+
+    def messages(batch: list[Any]) -> list[Message]:
+        return [
+            Message(e.message.topic, e.message.partition, e.message.offset, e.message.value) for e in batch
+        ]
 
     @app.agent(journey_topic, name="journey")
     async def journey(stream: Any) -> None:
         async for batch in stream.take_events(max_batch, within=within):
-            messages = [
-                Message(e.message.topic, e.message.partition, e.message.offset, e.message.value)
-                for e in batch
-            ]
-            events, dead = decode_batch(messages)
-            for letter in dead:
-                log.warning(
-                    "dead-lettering %s[%d]@%d: %s",
-                    letter.topic,
-                    letter.partition,
-                    letter.offset,
-                    letter.reason,
-                )
-                fut = await dead_topic.send(value=letter.encode())
-                await fut
+            events, dead = decode_batch(messages(batch))
+            await dead_letter(dead)
             await sink.write(events)
+
+    @app.agent(records_topic, name="records")
+    async def records(stream: Any) -> None:
+        async for batch in stream.take_events(max_batch, within=within):
+            ops, dead = decode_ops(messages(batch))
+            await dead_letter(dead)
+            await record_sink.write(ops)
 
     return app

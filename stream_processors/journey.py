@@ -1,4 +1,4 @@
-"""The journey agent's batch step: decode envelopes, split good events from dead letters.
+"""The agents' batch step: decode messages, split good events and operations from dead letters.
 
 Kept apart from the Faust wiring so it can be tested without a broker. Permanent problems
 (not JSON, unknown schema version, a malformed event) become dead letters with the reason;
@@ -13,6 +13,7 @@ import orjson
 
 from pipeline.errors import SchemaMismatch
 from schemas.journey import JourneyEvent, decode_envelope
+from schemas.records import WriteOp, decode_op
 from stream_processors.dead_letter import DeadLetter
 
 
@@ -44,3 +45,16 @@ def decode_batch(messages: list[Message]) -> tuple[list[JourneyEvent], list[Dead
                     )
                 )
     return events, dead
+
+
+def decode_ops(messages: list[Message]) -> tuple[list[WriteOp], list[DeadLetter]]:
+    """Data-set write operations: one per message; an unusable message is a dead letter."""
+    ops: list[WriteOp] = []
+    dead: list[DeadLetter] = []
+    for m in messages:
+        value = m.value or b""
+        try:
+            ops.append(decode_op(value))
+        except SchemaMismatch as exc:
+            dead.append(DeadLetter(m.topic, m.partition, m.offset, str(exc), value))
+    return ops, dead
