@@ -20,6 +20,7 @@ PURE_MODULES = [
     "pipeline.live",
     "pipeline.clock",
     "pipeline.errors",
+    "pipeline.spreadsheet",
     "pipeline.records",
     "pipeline.record_rows",
     "pipeline.record_apply",
