@@ -16,18 +16,24 @@ import orjson
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.admin import admin_router
+from api.data_read import DataReader, data_read_router, legacy_read_router, options_router, status_router
 from api.errors import install_error_handlers
 from api.ingest import ASGIApp, IngestFastPath, IngestService, Receive, Scope, Send
+from api.op_status import StoreOpStatus, UpstreamOpStatus
 from api.read import LiveReader, read_router
 from api.responses import JSONBody
 from api.upstream import UpstreamPool, UpstreamUnavailable
+from api.writes import OpStatus, WriteService, legacy_write_router, write_router
 from pipeline.beacon import Limits
 from pipeline.clock import Clock, SystemClock
+from pipeline.datasets import RegistryFile
 from pipeline.settings import Settings
 from pipeline.store import Store
 from pipeline.visitor import SaltCache
 from producers.publisher import KafkaPublisher
 
+FORWARDED_HEADERS = (b"authorization", b"if-none-match", b"origin", b"govuk-request-id")
 HOP_HEADERS = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length"})
 
 
@@ -37,8 +43,15 @@ def _base(settings: Settings, title: str, lifespan: object = None) -> FastAPI:
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.api.cors_origins,
-        allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["content-type"],
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=[
+            "content-type",
+            "content-encoding",
+            "authorization",
+            "cache-control",
+            "govuk-request-id",
+            "request-id",
+        ],
         max_age=86400,
     )
 
@@ -78,6 +91,9 @@ def ingest_app(settings: Settings, read_port: int | None = None, clock: Clock | 
 
     app = _base(settings, "perfplat ingest", lifespan)
     svc = _ingest_service(settings, publisher, clock)
+    registry = RegistryFile(settings.registry_path)
+    status: OpStatus = UpstreamOpStatus(upstream) if upstream is not None else _NeverApplied()
+    _write_routes(app, settings, registry, _writes(settings, registry, publisher, status, clock), None)
     if upstream is None:
         return _with_ingest(app, settings, svc)
     return _with_ingest(_Forward(app, upstream, settings.api.retry_after_s), settings, svc)
@@ -97,9 +113,11 @@ class _Forward:
         target = scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
-        accept = dict(scope["headers"]).get(b"accept", b"*/*")
+        request_headers = dict(scope["headers"])
+        accept = request_headers.get(b"accept", b"*/*")
+        extra = tuple((k, request_headers[k]) for k in FORWARDED_HEADERS if k in request_headers)
         try:
-            status, headers, body = await self.upstream.get(target, accept)
+            status, headers, body = await self.upstream.get(target, accept, extra)
         except UpstreamUnavailable as exc:
             status, body = 503, orjson.dumps({"status": "error", "message": str(exc)})
             headers = [(b"content-type", b"application/json"), (b"retry-after", self.retry_after)]
@@ -109,10 +127,49 @@ class _Forward:
         await send({"type": "http.response.body", "body": body})
 
 
+class _NeverApplied:
+    async def rows_applied(self, data_set: str, op_id: str) -> int | None:
+        return None
+
+
+def _writes(
+    settings: Settings, registry: RegistryFile, publisher: KafkaPublisher, status: OpStatus, clock: Clock
+) -> WriteService:
+    return WriteService(
+        registry, publisher, status, clock, settings.api.max_write_bytes, settings.api.write_wait_ms
+    )
+
+
+def _write_routes(
+    app: FastAPI, settings: Settings, registry: RegistryFile, writes: WriteService, reader: DataReader | None
+) -> None:
+    """Every data-set route of a process, in matching order: fixed paths first, then the
+    legacy by-name routes that match any single path segment."""
+    app.include_router(status_router(reader))
+    app.include_router(admin_router(registry, settings.admin_token.get_secret_value()))
+    app.include_router(options_router())
+    app.include_router(write_router(writes))
+    if reader is not None:
+        app.include_router(data_read_router(reader))
+        app.include_router(legacy_read_router(reader))
+    app.include_router(legacy_write_router(writes))
+
+
+def _read_routes(app: FastAPI, settings: Settings, store: Store, clock: Clock) -> DataReader:
+    app.include_router(read_router(LiveReader(store, clock, settings.api.users_now_cache_ms)))
+    return DataReader(RegistryFile(settings.registry_path), store, clock)
+
+
 def read_app(settings: Settings, store: Store, clock: Clock | None = None) -> FastAPI:
+    """The embedded core's read side (writes arrive at the ingest process)."""
     clock = clock or SystemClock()
     app = _base(settings, "perfplat read")
-    app.include_router(read_router(LiveReader(store, clock, settings.api.users_now_cache_ms)))
+    reader = _read_routes(app, settings, store, clock)
+    app.include_router(status_router(reader))
+    app.include_router(admin_router(reader.registry, settings.admin_token.get_secret_value()))
+    app.include_router(options_router())
+    app.include_router(data_read_router(reader))
+    app.include_router(legacy_read_router(reader))
     return app
 
 
@@ -128,5 +185,7 @@ def api_app(settings: Settings, store: Store, clock: Clock | None = None) -> ASG
         await publisher.close()
 
     app = _base(settings, "perfplat", lifespan)
-    app.include_router(read_router(LiveReader(store, clock, settings.api.users_now_cache_ms)))
+    reader = _read_routes(app, settings, store, clock)
+    writes = _writes(settings, reader.registry, publisher, StoreOpStatus(store), clock)
+    _write_routes(app, settings, reader.registry, writes, reader)
     return _with_ingest(app, settings, _ingest_service(settings, publisher, clock))

@@ -28,10 +28,21 @@ class UpstreamPool:
         self._max_idle = max_idle
         self._timeout_s = timeout_s
 
-    async def get(self, target: str, accept: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """``target`` is the path with its query string. Retries once on a stale idle connection."""
+    async def get(
+        self, target: str, accept: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """``target`` is the path with its query string; ``extra`` are request headers to pass
+        on (already parsed by the server, so free of line breaks). Retries once on a stale idle
+        connection."""
+        more = b"".join(k + b": " + v + b"\r\n" for k, v in extra)
         request = (
-            b"GET " + target.encode("latin-1") + b" HTTP/1.1\r\nhost: read\r\naccept: " + accept + b"\r\n\r\n"
+            b"GET "
+            + target.encode("latin-1")
+            + b" HTTP/1.1\r\nhost: read\r\naccept: "
+            + accept
+            + b"\r\n"
+            + more
+            + b"\r\n"
         )
         for attempt in (0, 1):
             pooled = self._take() if attempt == 0 else None

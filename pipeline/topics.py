@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from pipeline.settings import KafkaSettings
 
-
 MAX_RECORDS_MESSAGE_BYTES = 16 * 1024 * 1024
 """One write request is one message; the write API takes up to 10 MiB of JSON per request."""
 

@@ -16,6 +16,8 @@ import httpx
 
 from pipeline.settings import Settings, load_settings
 
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -109,6 +111,8 @@ class ServerStack:
             "PERFPLAT_VISITOR_SECRET": "test-secret-" + name,
             "PERFPLAT_API__PORT": str(self.port),
             "PERFPLAT_LOG_LEVEL": "WARNING",
+            "PERFPLAT_DATA_DIR": str(workdir),
+            "PERFPLAT_ADMIN_TOKEN": ADMIN_TOKEN,
         }
         workdir.mkdir(parents=True, exist_ok=True)
         self.api = Proc(["api"], self.env, workdir / "api.log")

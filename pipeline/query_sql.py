@@ -1,0 +1,223 @@
+"""A backdrop ``Query`` compiled to one SQL statement over ``{db}.records``. Pure.
+
+One dialect for ClickHouse 18.16 and 26.x (reference: infrastructure §E): no CTE, no window
+functions, no ``WITH FILL``, no FINAL. User input never becomes SQL text: values are ``%(name)s``
+parameters rendered by ``pipeline.sql``, field names reach SQL only through
+``SlotMap.slot_expr`` (a slot column, or ``visitParamExtractRaw(doc, '<quoted name>')``).
+
+What the statement reads (``schemas/ddl/0002_records.sql``):
+
+- only the data set's latest epoch, ``epoch = (SELECT max(epoch) …)``; a set never emptied has
+  no epoch row and ``max`` over no rows is 0 on both engines;
+- records is a CollapsingMergeTree read without FINAL, so every aggregate is weighted by
+  ``sign`` and a group exists only when ``sum(sign) > 0``. A cancel row is an exact copy of the
+  row it cancels (same ``ts``, ``doc``, slots), so any row-level condition keeps or drops both;
+- a grouped query groups by one UInt64, ``cityHash64(bucket, slot…)`` (one key is grouped by as
+  it is), and reads the key values back with ``any()``: much faster on 18.16 than a GROUP BY
+  over several LowCardinality columns;
+- a raw query keeps the ``sign = 1`` rows that nothing cancelled: an ``_id`` without a cancel
+  row in range keeps its row, an ``_id`` with one keeps only its highest ``version`` (every
+  later write of an ``_id`` first cancels its live row, so the newest row is the live one when
+  it is a +1 row). Cancels are rare, so the common case streams in ``(ts, id)`` order.
+
+The result columns are named in ``Compiled.columns``; ``pipeline.query_shape`` reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.query import Method, Query, Window
+from pipeline.record_rows import SlotMap, json_text
+from pipeline.sql import identifier
+
+FIRST_TS = datetime(1970, 1, 1, tzinfo=UTC)
+LAST_TS = datetime(2105, 12, 31, 23, 59, 59, tzinfo=UTC)
+"""The range a DateTime column holds on 18.16 (records outside it are refused at ingest)."""
+
+BUCKETS = {
+    "hour": "toUInt32(toStartOfHour(ts))",
+    "day": "toUInt32(toDate(ts))",
+    "week": "intDiv(toUInt32(ts) + 259200, 604800)",
+    "month": "toUInt32(toStartOfMonth(ts))",
+    "quarter": "toUInt32(toStartOfQuarter(ts))",
+    "year": "toUInt32(toStartOfYear(ts))",
+}
+"""The bucket column: hour → epoch seconds, week → weeks since Monday 1969-12-29 (toMonday
+wraps or clamps below 1970-01-05 depending on the engine), the others → days since 1970-01-01."""
+
+RAW_COLUMNS = ("id", "ts", "has_ts", "updated", "doc")
+_NUMBER = "'^-?[0-9]+$'"
+_NEEDS: dict[Method, tuple[str, ...]] = {
+    "count": ("n",),
+    "sum": ("n", "bad", "fl", "isum", "fsum"),
+    "mean": ("n", "bad", "fl", "isum", "fsum"),
+    "set": ("set",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    sql: str
+    params: dict[str, Any]
+    columns: tuple[str, ...]
+    """Names of the result columns, in order: ``RAW_COLUMNS`` for a raw query; else ``bucket``
+    (period queries), ``key:<field>`` per group_by field (JSON text), ``_count``, then
+    ``<field>.<part>`` per collected field (see ``collect_parts``)."""
+
+
+@dataclass
+class _Params:
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f"%({name})s"
+
+
+def build(
+    query: Query, data_set: str, slots: SlotMap, database: str, window: Window | None = None
+) -> Compiled:
+    """The statement for ``query`` over ``window`` (default: the query's own window)."""
+    db = identifier(database)
+    params = _Params({"ds": data_set})
+    where = _where(query, window or query.window, slots, db, params)
+    if query.is_raw:
+        return _raw(query, slots, db, where, params)
+    return _grouped(query, slots, db, where, params)
+
+
+def collect_parts(query: Query) -> dict[str, tuple[str, ...]]:
+    """Per collected field, the partial aggregates its methods need, in column order."""
+    out: dict[str, list[str]] = {}
+    for c in query.collect:
+        parts = out.setdefault(c.field, [])
+        parts.extend(p for p in _NEEDS[c.method] if p not in parts)
+    order = ("n", "bad", "fl", "isum", "fsum", "set")
+    return {f: tuple(p for p in order if p in parts) for f, parts in out.items()}
+
+
+def _where(query: Query, window: Window, slots: SlotMap, db: str, params: _Params) -> list[str]:
+    out = [
+        "data_set = %(ds)s",
+        f"epoch = (SELECT max(epoch) FROM {db}.data_set_epochs WHERE data_set = %(ds)s)",
+    ]
+    if window.start is not None or window.end is not None or query.period is not None:
+        out.append("has_ts = 1")
+    if window.start is not None:
+        out.append(f"ts >= {params.add(max(window.start, FIRST_TS))}")
+    if window.end is not None:
+        if window.end > LAST_TS:
+            out.append(f"ts <= {params.add(LAST_TS)}")
+        elif window.end < FIRST_TS:
+            out.append("0")
+        else:
+            out.append(f"ts {'<=' if window.inclusive else '<'} {params.add(window.end)}")
+    for f in query.filter_by:
+        if f.field == "_id":
+            out.append(f"id = {params.add(f.value)}" if isinstance(f.value, str) else "0")
+        else:
+            out.append(f"{slots.slot_expr(f.field)} = {params.add(json_text(f.value))}")
+    for p in query.filter_by_prefix:
+        if p.field == "_id":
+            out.append(f"startsWith(id, {params.add(p.prefix)})")
+        else:
+            # JSON escapes character by character, so the escaped prefix without its closing
+            # quote is a prefix of the escaped value exactly when the prefix is one of the value
+            out.append(f"startsWith({slots.slot_expr(p.field)}, {params.add(json_text(p.prefix)[:-1])})")
+    for name in query.group_by:
+        out.append(f"{slots.slot_expr(name)} NOT IN ('', 'null')")
+    return out
+
+
+def _raw(query: Query, slots: SlotMap, db: str, where: list[str], params: _Params) -> Compiled:
+    w = " AND ".join(where)
+    cancelled = f"SELECT id FROM {db}.records WHERE {w} AND sign = -1"
+    newest = f"SELECT id, max(version) FROM {db}.records WHERE {w} AND id IN ({cancelled}) GROUP BY id"
+    order = _raw_order(query, slots)
+    sql = (
+        "SELECT id, toUInt32(ts), has_ts, toUInt32(updated), doc\n"
+        f"FROM {db}.records\n"
+        f"WHERE {w} AND sign = 1\n"
+        f"  AND (id NOT IN ({cancelled})\n"
+        f"       OR (id, version) IN ({newest}))\n"
+        f"ORDER BY {', '.join(order)}"
+    )
+    if query.limit:
+        sql += f"\nLIMIT {params.add(query.limit)}"
+    return Compiled(sql, params.values, RAW_COLUMNS)
+
+
+def _raw_order(query: Query, slots: SlotMap) -> list[str]:
+    """Mongo's order: missing/null, then numbers, strings, booleans; ties by ``(ts, id)``."""
+    tie = ["ts", "id"]
+    if query.sort_by is None:
+        return tie
+    d = "" if query.sort_by.ascending else " DESC"
+    name = query.sort_by.field
+    if name == "_id":
+        return [f"id{d}", "ts"]
+    if name == "_timestamp":
+        return [f"has_ts{d}", f"ts{d}", "id"]
+    if name == "_updated_at":
+        return [f"updated{d}", *tie]
+    e = slots.slot_expr(name)
+    rank = f"multiIf({e} IN ('', 'null'), 0, isNotNull(toFloat64OrNull({e})), 1, startsWith({e}, '\"'), 2, 3)"
+    return [f"{rank}{d}", f"toFloat64OrNull({e}){d}", f"{e}{d}", *tie]
+
+
+def _grouped(query: Query, slots: SlotMap, db: str, where: list[str], params: _Params) -> Compiled:
+    keys = ([BUCKETS[query.period]] if query.period else []) + [slots.slot_expr(g) for g in query.group_by]
+    names = (["bucket"] if query.period else []) + [f"key:{g}" for g in query.group_by]
+    if len(keys) == 1:
+        select = [f"{keys[0]} AS k0"]
+        group = "k0"
+    else:
+        select = [f"any({k}) AS k{i}" for i, k in enumerate(keys)]
+        group = f"cityHash64({', '.join(keys)})"
+    select.append("sum(sign) AS c_count")
+    columns = [*names, "_count"]
+    aliases = [f"k{i}" for i in range(len(keys))] + ["c_count"]
+    for i, (name, parts) in enumerate(collect_parts(query).items()):
+        e = slots.slot_expr(name)
+        for part in parts:
+            select.extend(_collect_exprs(part, e, f"c{i}"))
+            columns.append(f"{name}.{part}")
+            aliases.append(f"c{i}_{part}")
+    sql = (
+        f"SELECT {', '.join(select)}\n"
+        f"FROM {db}.records\n"
+        f"WHERE {' AND '.join(where)}\n"
+        f"GROUP BY {group}\n"
+        "HAVING c_count > 0"
+    )
+    if len(select) > len(aliases):  # a set's helper columns stay inside
+        sql = f"SELECT {', '.join(aliases)}\nFROM (\n{sql}\n) AS g"
+    return Compiled(sql, params.values, tuple(columns))
+
+
+def _collect_exprs(part: str, e: str, alias: str) -> list[str]:
+    """SQL for one partial aggregate of the values ``e`` (JSON text, '' when absent)."""
+    if part == "n":
+        return [f"sumIf(sign, {e} != '') AS {alias}_n"]
+    if part == "bad":
+        return [f"sumIf(sign, {e} != '' AND isNull(toFloat64OrNull({e}))) AS {alias}_bad"]
+    if part == "fl":
+        return [f"sumIf(sign, {e} != '' AND NOT match({e}, {_NUMBER})) AS {alias}_fl"]
+    if part == "isum":
+        return [f"sum(sign * toInt64OrZero({e})) AS {alias}_isum"]
+    if part == "fsum":
+        return [f"sum(sign * ifNull(toFloat64OrNull({e}), 0)) AS {alias}_fsum"]
+    # set: the distinct values whose rows' signs sum above 0 (a cancelled value must vanish);
+    # 18.16's sumMap takes no String keys, so the values are summed under their hashes. Values
+    # are JSON text, which never holds a raw newline, so '\n' joins them into one String.
+    return [
+        f"arrayStringConcat(arrayFilter(v -> v != '' AND has(arrayFilter((h, n) -> n > 0, "
+        f"tupleElement({alias}_m, 1), tupleElement({alias}_m, 2)), cityHash64(v)), {alias}_u), '\\n') "
+        f"AS {alias}_set",
+        f"groupUniqArray({e}) AS {alias}_u",
+        f"sumMap([cityHash64({e})], [toInt64(sign)]) AS {alias}_m",
+    ]
