@@ -70,7 +70,7 @@ def _random_ops(seed: int, n: int) -> list[WriteOp]:
                 fields: dict[str, Scalar] = {"channel": rnd.choice(["web", "phone"]), "n": rnd.randint(0, 9)}
                 if rnd.random() < 0.3:
                     fields[f"extra{rnd.randint(0, 30)}"] = "x'y\\z"
-                ts = ms + rnd.randint(-10**9, 10**9) if rnd.random() < 0.9 else None
+                ts = ms + rnd.randint(-(10**9), 10**9) if rnd.random() < 0.9 else None
                 records.append(Record(rid, given, ts, fields))
             ops.append(WriteOp("post", op_id, ds, ms, tuple(records)))
         elif kind == "delete":
