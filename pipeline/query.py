@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from typing import Literal, NamedTuple
 
 from pipeline.errors import BadInput
@@ -25,23 +25,9 @@ QueryPeriod = Literal["hour", "day", "week", "month", "quarter", "year"]
 PERIOD_NAMES: tuple[QueryPeriod, ...] = ("hour", "day", "week", "month", "quarter", "year")
 Method = Literal["sum", "count", "set", "mean"]
 METHODS: tuple[Method, ...] = ("sum", "count", "set", "mean")
-ALLOWED = frozenset(
-    {
-        "start_at",
-        "end_at",
-        "duration",
-        "period",
-        "group_by",
-        "filter_by",
-        "filter_by_prefix",
-        "sort_by",
-        "limit",
-        "collect",
-        "flatten",
-        "format",
-        "inclusive",
-    }
-)
+ALLOWED = frozenset({"start_at", "end_at", "duration", "period", "inclusive", "group_by", "sort_by"}) | {
+    *("limit", "filter_by", "filter_by_prefix", "collect", "flatten", "format")
+}
 VALID_KEY = re.compile(r"[a-z_][a-z0-9_]+")
 _DATETIME = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(Z|([+-])([0-9]{2}):?([0-9]{2}))"
@@ -123,22 +109,17 @@ def parse_query(params: Sequence[tuple[str, str]], raw_queries_allowed: bool, no
         message = check(args)
         if message:
             raise BadInput(message)
-    start_at = parse_datetime(args.first("start_at")) if args.has("start_at") else None
-    end_at = parse_datetime(args.first("end_at")) if args.has("end_at") else None
-    period: QueryPeriod | None = None
-    for name in PERIOD_NAMES:
-        if args.first("period") == name:
-            period = name
+    start_at = parse_datetime(args.first("start_at")).astimezone(UTC) if args.has("start_at") else None
+    end_at = parse_datetime(args.first("end_at")).astimezone(UTC) if args.has("end_at") else None
+    period = next((p for p in PERIOD_NAMES if p == args.first("period")), None)
     duration = int(args.first("duration")) if args.has("duration") else None
     limit = int(args.first("limit")) if args.has("limit") else None
     # the direction is split off the right, so a collect key sorts: ``amount:sum:descending``
     sort = args.first("sort_by").rsplit(":", 1) if args.has("sort_by") else None
-    inclusive = args.first("inclusive").lower() == "true" if args.has("inclusive") else False
-    utc_start = start_at.astimezone(UTC) if start_at else None
-    utc_end = end_at.astimezone(UTC) if end_at else None
+    inclusive = args.first("inclusive").lower() == "true"
     return Query(
-        start_at=utc_start,
-        end_at=utc_end,
+        start_at=start_at,
+        end_at=end_at,
         inclusive=inclusive,
         duration=duration,
         period=period,
@@ -150,7 +131,7 @@ def parse_query(params: Sequence[tuple[str, str]], raw_queries_allowed: bool, no
         collect=tuple(_collect(v) for v in args.all("collect")),
         flatten=args.first("flatten") == "true",
         format="csv" if args.first("format") == "csv" else "json",
-        window=resolve_window(utc_start, utc_end, inclusive, duration, period, now),
+        window=resolve_window(start_at, end_at, inclusive, duration, period, now),
     )
 
 
@@ -179,10 +160,7 @@ def _collect(value: str) -> Collect:
     if ":" not in value:
         return Collect(value, "set", True)
     name, method = value.split(":", 1)
-    for m in METHODS:
-        if method == m:
-            return Collect(name, m, False)
-    raise AssertionError("validated")
+    return Collect(name, next(m for m in METHODS if m == method), False)
 
 
 # -- windows ---------------------------------------------------------------------------------
@@ -226,6 +204,8 @@ def shift_window(window: Window, period: QueryPeriod, n: int) -> Window:
 
 
 class _Args:
+    """The parameters by name, every value kept in order."""
+
     def __init__(self, params: Sequence[tuple[str, str]]) -> None:
         self.values: dict[str, list[str]] = {}
         for name, value in params:
@@ -239,6 +219,9 @@ class _Args:
 
     def all(self, name: str) -> list[str]:
         return self.values.get(name, [])
+
+
+Check = Callable[[_Args], str | None]
 
 
 def key_is_valid(key: str) -> bool:
@@ -271,7 +254,7 @@ def _period_query(a: _Args) -> str | None:
     return None
 
 
-def _datetime(name: str) -> Callable[[_Args], str | None]:
+def _datetime(name: str) -> Check:
     def check(a: _Args) -> str | None:
         bad = a.has(name) and not _is_datetime(a.first(name))
         return f"{name} is not a valid datetime" if bad else None
@@ -331,7 +314,7 @@ def _group_by(a: _Args) -> str | None:
     return None
 
 
-def _positive(name: str) -> Callable[[_Args], str | None]:
+def _positive(name: str) -> Check:
     def check(a: _Args) -> str | None:
         bad = a.has(name) and not (_is_int(a.first(name)) and int(a.first(name)) >= 0)
         return f"{name} must be a positive integer" if bad else None
@@ -339,7 +322,7 @@ def _positive(name: str) -> Callable[[_Args], str | None]:
     return check
 
 
-def _depends(name: str, on: list[str]) -> Callable[[_Args], str | None]:
+def _depends(name: str, on: list[str]) -> Check:
     def check(a: _Args) -> str | None:
         bad = a.has(name) and not any(a.has(p) for p in on)
         return f"{name} can be used only with either {on}" if bad else None
@@ -393,7 +376,7 @@ def _flatten(a: _Args) -> str | None:
     return "flatten must be either 'true' or 'false'" if bad else None
 
 
-_CHECKS: list[Callable[[_Args], str | None]] = [
+_CHECKS: list[Check] = [
     _parameters,
     _period_query,
     _datetime("start_at"),
@@ -432,35 +415,33 @@ def _time_span(a: _Args) -> str | None:
     return None
 
 
-def _midnight(name: str) -> Callable[[_Args], str | None]:
+def _date_rule(
+    name: str, period: Callable[[str], bool], ok: Callable[[datetime], bool], message: str
+) -> Check:
     def check(a: _Args) -> str | None:
         value = _given(a, name)
-        if value and a.first("period") != "hour" and value.astimezone(UTC).time() != datetime.min.time():
-            return f"{name} must be midnight"
-        return None
+        return message if value is not None and period(a.first("period")) and not ok(value) else None
 
     return check
 
 
-def _monday(name: str) -> Callable[[_Args], str | None]:
-    def check(a: _Args) -> str | None:
-        value = _given(a, name)  # the weekday in the offset the client gave, as the original did
-        bad = a.first("period") == "week" and value is not None and value.weekday() != 0
-        return f"{name} must be a monday" if bad else None
-
-    return check
+def _midnight(name: str) -> Check:
+    return _date_rule(
+        name, lambda p: p != "hour", lambda v: v.astimezone(UTC).time() == time(0), f"{name} must be midnight"
+    )
 
 
-def _first_of_month(name: str) -> Callable[[_Args], str | None]:
-    def check(a: _Args) -> str | None:
-        value = _given(a, name)
-        bad = a.first("period") == "month" and value is not None and value.day != 1
-        return f"'{name}' must be the first of the month for period=month queries" if bad else None
-
-    return check
+def _monday(name: str) -> Check:
+    # the weekday (and below, the day) in the offset the client gave, as the original did
+    return _date_rule(name, lambda p: p == "week", lambda v: v.weekday() == 0, f"{name} must be a monday")
 
 
-_RAW_CHECKS: list[Callable[[_Args], str | None]] = [
+def _first_of_month(name: str) -> Check:
+    message = f"'{name}' must be the first of the month for period=month queries"
+    return _date_rule(name, lambda p: p == "month", lambda v: v.day == 1, message)
+
+
+_RAW_CHECKS: list[Check] = [
     _raw,
     _time_span,
     _midnight("start_at"),

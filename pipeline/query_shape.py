@@ -12,11 +12,17 @@ result is ordered by time, then group; its rows are the "groups" that ``sort_by`
 act on (as in the original, where each flat row was one Mongo group); it is filled before
 sorting and limiting. Gap rows carry ``<field>:<method>: null`` for every collect, but not the
 legacy plain ``field`` key (the original filled only ``collect_key``).
+
+Where the original failed or we differ on purpose: ``sum``/``mean`` over any value that is not a
+JSON number (strings, null, and booleans, which Python 2 would have summed as 0/1) is
+``invalid collect function``; ``mean`` of a group without values is null (the original divided
+by zero, a 500); more than ``MAX_BUCKETS`` periods are refused.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -138,32 +144,36 @@ def raw_record(row: Sequence[Any]) -> dict[str, Any]:
 
 def read_cells(query: Query, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[Cell]:
     """Typed cells; chdb hands some numbers back as text, so every cell is converted."""
+    keys = [i for i, name in enumerate(columns) if name.startswith("key:")]
+    bucket = columns.index("bucket") if query.period else -1
+    count = columns.index("_count")
+    parts = [(i, *_split(name)) for i, name in enumerate(columns) if i > count]
     out = []
     for row in rows:
-        start: datetime | None = None
-        group: list[str] = []
-        count = 0
-        parts = {c.field: Partial() for c in query.collect}
-        for name, value in zip(columns, row, strict=True):
-            if name == "bucket" and query.period:
-                start = bucket_start(query.period, int(value))
-            elif name.startswith("key:"):
-                group.append(str(value))
-            elif name == "_count":
-                count = int(value)
+        cell = Cell(
+            tuple(str(row[i]) for i in keys),
+            bucket_start(query.period, int(row[bucket])) if query.period else None,
+            int(row[count]),
+            {c.field: Partial() for c in query.collect},
+        )
+        for i, fname, part in parts:
+            p = cell.parts[fname]
+            if part == "set":
+                p.set = {v for v in str(row[i]).split("\n") if v}
+            elif part == "fsum":
+                p.fsum = float(row[i])
             else:
-                fname, part = name.rsplit(".", 1)
-                p = parts[fname]
-                if part == "set":
-                    p.set = {v for v in str(value).split("\n") if v}
-                elif part == "fsum":
-                    p.fsum = float(value)
-                else:
-                    setattr(p, part, int(value))
-        out.append(Cell(tuple(group), start, count, parts))
+                setattr(p, part, int(row[i]))
+        out.append(cell)
     return out
 
 
+def _split(column: str) -> tuple[str, str]:
+    field_name, part = column.rsplit(".", 1)
+    return field_name, part
+
+
+@functools.lru_cache(maxsize=65536)
 def bucket_start(period: QueryPeriod, value: int) -> datetime:
     """The start of the bucket ``query_sql.BUCKETS`` numbered ``value``."""
     if period == "hour":
@@ -171,6 +181,11 @@ def bucket_start(period: QueryPeriod, value: int) -> datetime:
     if period == "week":
         return _EPOCH + timedelta(weeks=value, days=-3)
     return _EPOCH + timedelta(days=value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _limits(start: datetime, period: QueryPeriod) -> tuple[str, str]:
+    return iso(start), iso(add_periods(start, period, 1))
 
 
 def collect_value(partial: Partial, c: Collect) -> Any:
@@ -216,19 +231,16 @@ def _group_row(query: Query, cells: list[Cell]) -> dict[str, Any]:
 
 def _period_row(query: Query, cell: Cell) -> dict[str, Any]:
     assert query.period is not None and cell.start is not None
-    row: dict[str, Any] = {
-        "_start_at": iso(cell.start),
-        "_end_at": iso(add_periods(cell.start, query.period, 1)),
-    }
-    row["_count"] = cell.count
+    start, end = _limits(cell.start, query.period)
+    row: dict[str, Any] = {"_start_at": start, "_end_at": end, "_count": cell.count}
     row.update(_collects(query, [cell]))
     return row
 
 
 def _gap_row(query: Query, start: datetime) -> dict[str, Any]:
     assert query.period is not None
-    row: dict[str, Any] = {"_start_at": iso(start), "_end_at": iso(add_periods(start, query.period, 1))}
-    row["_count"] = 0
+    first, end = _limits(start, query.period)
+    row: dict[str, Any] = {"_start_at": first, "_end_at": end, "_count": 0}
     row.update((c.key, None) for c in query.collect)
     return row
 
@@ -237,7 +249,12 @@ def _buckets(query: Query, window: Window) -> list[datetime] | None:
     """Every bucket from the period of ``start`` to ``end`` rounded up; None without both bounds."""
     if query.period is None or window.start is None or window.end is None:
         return None
-    return period_starts(window.start, window.end, query.period)
+    return list(_starts(window.start, window.end, query.period))
+
+
+@functools.lru_cache(maxsize=64)
+def _starts(start: datetime, end: datetime, period: QueryPeriod) -> tuple[datetime, ...]:
+    return tuple(period_starts(start, end, period))
 
 
 def _series(query: Query, cells: Sequence[Cell], window: Window) -> list[dict[str, Any]]:
