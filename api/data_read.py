@@ -23,6 +23,8 @@ from api.responses import JSONBody
 from pipeline.clock import Clock
 from pipeline.datasets import NAME, DataSetConfig, RegistryFile
 from pipeline.errors import BadInput
+from pipeline.query import parse_query
+from pipeline.query_run import execute, to_csv
 from pipeline.record_rows import SlotMap
 from pipeline.staleness import epochs_sql, newest_by_set, newest_sql, status
 from pipeline.store import Store
@@ -73,9 +75,6 @@ class DataReader:
         self.ops = StoreOpStatus(store)
 
     def _query(self, config: DataSetConfig, params: list[tuple[str, str]]) -> tuple[dict[str, Any], str]:
-        from pipeline.query import parse_query
-        from pipeline.query_run import execute, to_csv
-
         now = datetime.fromtimestamp(self.clock.now_ms() / 1000, tz=UTC)
         query = parse_query(params, config.raw_queries_allowed, now)
         slots = self.slots.get(config.name)

@@ -64,8 +64,6 @@ class ApiSettings(BaseModel):
     """Write API: largest request body, after gzip decompression (the original's 10 MiB)."""
     write_wait_ms: int = 10_000
     """``?wait=queryable`` (and DELETE/PATCH): how long a write waits for its records to be queryable."""
-    data_cache_ms: int = 500
-    """Read API: how long a data-set query result is reused for identical requests."""
 
 
 class WorkerSettings(BaseModel):

@@ -88,14 +88,18 @@ class KafkaPublisher:
 
     # --- called on the event loop -------------------------------------------------------
 
-    async def publish(self, events: list[JourneyEvent]) -> None:
+    def _ready_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop to publish on, or BrokerUnavailable while the producer cannot deliver."""
         if self._fatal:
             raise BrokerUnavailable(f"Kafka producer failed: {self._fatal}")
         if self._brokers_down and self._pending_count() > 0:
             # while every broker is down, one message at a time probes for recovery
             raise BrokerUnavailable("Kafka brokers are unavailable")
-        loop = self._loop
-        assert loop is not None, "publisher not started"
+        assert self._loop is not None, "publisher not started"
+        return self._loop
+
+    async def publish(self, events: list[JourneyEvent]) -> None:
+        loop = self._ready_loop()
         by_partition: dict[int, list[JourneyEvent]] = {}
         n = self._topic.partitions
         for event in events:
@@ -120,12 +124,7 @@ class KafkaPublisher:
     async def publish_op(self, op: WriteOp) -> None:
         """One data-set write operation, one message, on its data set's partition; returns
         once Kafka has acknowledged it."""
-        if self._fatal:
-            raise BrokerUnavailable(f"Kafka producer failed: {self._fatal}")
-        if self._brokers_down and self._pending_count() > 0:
-            raise BrokerUnavailable("Kafka brokers are unavailable")
-        loop = self._loop
-        assert loop is not None, "publisher not started"
+        loop = self._ready_loop()
         fut: asyncio.Future[None] = loop.create_future()
         topic = self._records_topic
         try:

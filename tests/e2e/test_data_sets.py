@@ -8,17 +8,13 @@ import gzip
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from pipeline.broker import EmbeddedBroker
 from tests.conftest import unique
-from tests.e2e.conftest import wait_for_worker
-from tests.support.clickhouse_server import ClickHouseServer
 from tests.support.pp_client import fetch_client, run_client
 from tests.support.stack import ADMIN_TOKEN, ServerStack, wait_until
 
@@ -26,21 +22,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, broker: EmbeddedBroker, clickhouse_server: ClickHouseServer
-) -> Iterator[ServerStack]:
-    s = ServerStack(
-        tmp_path_factory.mktemp("ds-stack"), broker.bootstrap, clickhouse_server.url, unique("ds")
-    )
-    s.start()
-    try:
-        wait_for_worker(s.base_url)
-        yield s
-    except BaseException:
-        print("api log:\n" + s.api.log_tail() + "\nworker log:\n" + s.worker.log_tail())
-        raise
-    finally:
-        s.stop()
+def stack(server_stack: ServerStack) -> ServerStack:
+    """The e2e tier's running api + worker (it carries an admin token and a data directory)."""
+    return server_stack
 
 
 @pytest.fixture(scope="module")
