@@ -31,7 +31,8 @@ class ServerStore:
         client: Client | None = getattr(self._local, "client", None)
         if client is None:
             client = Client.from_url(self._url)
-            client.settings = {"send_receive_timeout": 30}
+            # a client-side timeout (as a query setting the server would only warn "unknown")
+            client.connection.send_receive_timeout = 30
             self._local.client = client
             with self._lock:
                 self._clients.append(client)

@@ -4,8 +4,10 @@ run, shape, compared with a small reference evaluator written here over the same
 The stored rows carry what the records processor writes: cancel rows (sign -1 copies) and their
 replacements, deleted records, an identical re-post, rows of an older epoch and of another data
 set (all of which must vanish), records without ``_timestamp`` or without the grouped field,
-fields past the 24 slots (read from ``doc``) and hostile values. Every query runs twice: with the
-data set's slot map and with an empty one (a stale map reads every field from ``doc``).
+fields past the 24 slots (read from ``doc``) and hostile values. Every query runs three times: with the
+data set's slot map, with it but the day rollup switched off (the rollup answers the grouped
+queries over whole days whose fields allow it), and with an empty map (a stale map reads every
+field from ``doc``).
 """
 
 from __future__ import annotations
@@ -401,10 +403,10 @@ def params_of(case: str | list[tuple[str, str]]) -> list[tuple[str, str]]:
     return parse_qsl(case, keep_blank_values=True) if isinstance(case, str) else case
 
 
-def answer(store: Store, params: list[tuple[str, str]], slots: SlotMap) -> Any:
+def answer(store: Store, params: list[tuple[str, str]], slots: SlotMap, rollup: bool = True) -> Any:
     try:
         query = parse_query(params, True, NOW)
-        return execute(query, DS, slots, store.database, store.query)["data"]
+        return execute(query, DS, slots, store.database, store.query, rollup)["data"]
     except BadInput as exc:
         return exc.message
 
@@ -422,10 +424,11 @@ def check_all(loaded: tuple[Store, Data], cases: list[str | list[tuple[str, str]
     for case in cases:
         params = params_of(case)
         want = expected(data, params)
-        for slots in (full_slots(), SlotMap()):
-            got = answer(store, params, slots)
+        for slots, rollup in ((full_slots(), True), (full_slots(), False), (SlotMap(), True)):
+            got = answer(store, params, slots, rollup)
             if got != want:
-                failures.append(f"{params} ({len(slots.slots)} slots):\n  got  {got}\n  want {want}")
+                how = f"{len(slots.slots)} slots, rollup {'allowed' if rollup else 'off'}"
+                failures.append(f"{params} ({how}):\n  got  {got}\n  want {want}")
     assert not failures, "\n".join(failures)
 
 
@@ -571,3 +574,51 @@ def test_cancelled_older_epoch_and_other_set_values_never_show(loaded: tuple[Sto
             assert ghost not in seen
         ids = [r["_id"] for r in answer(store, [], slots)]
         assert sorted(ids) == sorted(r.id for r in data.live)
+
+
+def statements(store: Store, params: list[tuple[str, str]]) -> tuple[Any, list[str]]:
+    """The answer of a query and every statement it ran."""
+    seen: list[str] = []
+
+    def run(sql: str, p: Any) -> list[tuple[Any, ...]]:
+        seen.append(sql)
+        return store.query(sql, p)
+
+    query = parse_query(params, True, NOW)
+    return execute(query, DS, full_slots(), store.database, run)["data"], seen
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "group_by=channel&collect=amount:sum&collect=amount:mean",
+        f"{W_MARCH}&period=week&group_by=channel&collect=amount:count",
+        "period=month&start_at=2012-10-01T00:00:00Z&end_at=2013-04-01T00:00:00Z&filter_by=channel:web",
+        "group_by=flag&filter_by_prefix=channel:ph&collect=amount:sum",
+    ],
+)
+def test_whole_day_grouped_queries_are_answered_by_the_rollup(loaded: tuple[Store, Data], case: str) -> None:
+    store, data = loaded
+    got, sqls = statements(store, params_of(case))
+    assert got == expected(data, params_of(case))
+    assert "FROM" in sqls[-1] and f"{store.database}.record_days" in sqls[-1], sqls
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        f"{W_MARCH}&period=hour&collect=amount:sum",  # hours are finer than the rollup's days
+        "start_at=2013-03-01T12:00:00Z&end_at=2013-04-01T00:00:00Z&period=day",  # not a whole day
+        f"{W_MARCH}&period=day&inclusive=true",  # the end's own second would be counted
+        "group_by=mixed",  # numbers are summed in the rollup, not kept
+        "group_by=region",  # past the 24 slots, read from doc
+        "group_by=channel&collect=amount:set",
+        "group_by=channel&filter_by=_id:r1",
+    ],
+)
+def test_other_grouped_queries_read_the_records(loaded: tuple[Store, Data], case: str) -> None:
+    store, data = loaded
+    got, sqls = statements(store, params_of(case))
+    assert got == expected(data, params_of(case))
+    assert not any("record_days\n" in s for s in sqls[-1:]), sqls
+    assert f"FROM {store.database}.records\n" in sqls[-1]

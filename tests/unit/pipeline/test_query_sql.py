@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 import pytest
 
 from pipeline.query import Query, Window, parse_query
-from pipeline.query_sql import Compiled, build, collect_parts
+from pipeline.query_sql import Compiled, build, collect_parts, numeric_check, rollup_slots
 from pipeline.record_rows import SlotMap
 from pipeline.sql import render
 
@@ -109,7 +109,8 @@ def test_group_by_two_fields_with_sum_in_an_inclusive_window() -> None:
         f"SELECT any(s0) AS k0, any({region}) AS k1, sum(sign) AS c_count, "
         "sumIf(sign, s1 != '') AS c0_n, "
         "sumIf(sign, s1 != '' AND isNull(toFloat64OrNull(s1))) AS c0_bad, "
-        "sumIf(sign, s1 != '' AND NOT match(s1, '^-?[0-9]+$')) AS c0_fl, "
+        "sumIf(sign, s1 != '' AND (s1 < '-' OR s1 >= ':' OR position(s1, '.') > 0 "
+        "OR position(s1, 'e') > 0 OR position(s1, 'E') > 0)) AS c0_fl, "
         "sum(sign * toInt64OrZero(s1)) AS c0_isum, "
         "sum(sign * toFloat64OrZero(s1)) AS c0_fsum\n"
         "FROM perf.records\n"
@@ -227,3 +228,76 @@ def test_user_values_never_reach_the_sql_text(value: str) -> None:
     assert value not in c.sql
     rendered = render(c.sql, c.params)  # every placeholder is bound
     assert rendered.count("%(") == 5 * value.count("%(")  # only inside the literals: ds twice, 3 filters
+
+
+def rollup_of(text: str) -> tuple[int, ...] | None:
+    query = parse_query(parse_qsl(text, keep_blank_values=True), True, NOW)
+    return rollup_slots(query, query.window, SlotMap({"channel": 0, "amount": 1, "region": 5}))
+
+
+@pytest.mark.parametrize(
+    ("text", "dims"),
+    [
+        ("group_by=channel", (0,)),
+        ("group_by=region&group_by=channel&collect=amount:sum&collect=amount:mean", (0, 5)),
+        ("period=week&start_at=2013-03-04T00:00:00Z&end_at=2013-03-11T00:00:00Z", ()),
+        ("period=month&duration=3&filter_by=region:north", (5,)),
+        ("group_by=channel&filter_by_prefix=region:n&collect=amount:count", (0, 5)),
+    ],
+)
+def test_whole_day_grouped_queries_on_slots_may_use_the_rollup(text: str, dims: tuple[int, ...]) -> None:
+    assert rollup_of(text) == dims
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",  # raw
+        "period=hour&duration=3",
+        "period=day&start_at=2013-03-04T06:00:00Z&end_at=2013-03-11T00:00:00Z",
+        "period=day&start_at=2013-03-04T00:00:00Z&end_at=2013-03-11T00:00:00Z&inclusive=true",
+        "group_by=colour",  # no slot: read from doc
+        "group_by=channel&collect=colour:sum",
+        "group_by=channel&collect=amount:set",
+        "group_by=channel&filter_by=_id:x",
+    ],
+)
+def test_other_queries_may_not(text: str) -> None:
+    assert rollup_of(text) is None
+
+
+def test_the_rollup_statement_reads_record_days_by_day() -> None:
+    query = parse_query(
+        parse_qsl(
+            "period=week&start_at=2013-03-04T00:00:00Z&end_at=2013-03-18T00:00:00Z&group_by=channel"
+            "&filter_by=channel:web&collect=amount:sum"
+        ),
+        True,
+        NOW,
+    )
+    c = build(query, "ds", SLOTS, "perf", rollup=True)
+    assert c.sql == (
+        "SELECT any(intDiv(toUInt32(day) + 259200, 604800)) AS k0, any(d0) AS k1, sum(rows) AS c_count, "
+        "sum(n1) AS c0_n, sum(bad1) AS c0_bad, sum(fl1) AS c0_fl, sum(isum1) AS c0_isum, "
+        "sum(fsum1) AS c0_fsum\n"
+        "FROM perf.record_days\n"
+        f"WHERE {BASE} AND has_ts = 1 AND day >= %(p1)s AND day < %(p2)s AND d0 = %(p3)s\n"
+        "GROUP BY cityHash64(d0) + intDiv(toUInt32(day) + 259200, 604800)\n"
+        "HAVING c_count > 0 AND k1 NOT IN ('', 'null')"
+    )
+    assert c.params["p3"] == '"web"'
+    assert (
+        c.columns
+        == compile_(
+            "period=week&start_at=2013-03-04T00:00:00Z&end_at=2013-03-18T00:00:00Z&group_by=channel"
+            "&filter_by=channel:web&collect=amount:sum"
+        ).columns
+    )
+
+
+def test_the_numeric_check_counts_numbers_in_the_dimensions() -> None:
+    sql, params = numeric_check("ds", (0, 5), "perf")
+    assert sql == (
+        f"SELECT countIf(d0 = '#' OR d5 = '#') FROM perf.record_days WHERE data_set = %(ds)s AND {EPOCH}"
+    )
+    assert params == {"ds": "ds"}
