@@ -92,6 +92,12 @@ def orjson_line(doc: object) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["bench", "data-sets"]:  # the data-set API's targets, on a stack of its own
+        from pipeline import bench_datasets
+
+        ds_parser = argparse.ArgumentParser(prog="perfplat bench data-sets")
+        bench_datasets.add_arguments(ds_parser)
+        return bench_datasets.main(ds_parser.parse_args(argv[2:]))
     if argv[:1] == ["bench"]:  # the benchmark has its own options and reads no settings
         from pipeline import bench as bench_mod
 

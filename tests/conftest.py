@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.broker import EmbeddedBroker
+from pipeline.clickhouse_server import ClickHouseServer, find_server_binary
 from pipeline.settings import ClickHouseSettings, KafkaSettings, Settings
 from pipeline.store import Store
 from pipeline.stores.embedded import EmbeddedStore
 from pipeline.stores.server import ServerStore
-from tests.support.clickhouse_server import ClickHouseServer, find_server_binary
 from tests.support.stack import free_port
 
 

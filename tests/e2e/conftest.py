@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from pipeline.broker import EmbeddedBroker
+from pipeline.clickhouse_server import ClickHouseServer
 from tests.conftest import unique
-from tests.support.clickhouse_server import ClickHouseServer
 from tests.support.stack import ServerStack, wait_until
 
 

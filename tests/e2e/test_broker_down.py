@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from pipeline.broker import EmbeddedBroker
+from pipeline.clickhouse_server import ClickHouseServer
 from tests.conftest import unique
-from tests.support.clickhouse_server import ClickHouseServer
 from tests.support.stack import ServerStack, free_port
 
 pytestmark = pytest.mark.e2e

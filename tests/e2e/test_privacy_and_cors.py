@@ -15,12 +15,12 @@ import pytest
 from confluent_kafka import Consumer
 
 from pipeline.broker import EmbeddedBroker
+from pipeline.clickhouse_server import ClickHouseServer
 from pipeline.stores.server import ServerStore
 from pipeline.topics import topics_for
 from producers.kafka_config import consumer_config
 from tests.conftest import unique
 from tests.e2e.conftest import minute_total, users_now, wait_for_worker
-from tests.support.clickhouse_server import ClickHouseServer
 from tests.support.stack import ServerStack, wait_until
 
 pytestmark = pytest.mark.e2e

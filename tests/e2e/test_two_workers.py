@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from pipeline.broker import EmbeddedBroker
+from pipeline.clickhouse_server import ClickHouseServer
 from tests.conftest import unique
 from tests.e2e.conftest import minute_total, users_now, wait_for_worker
-from tests.support.clickhouse_server import ClickHouseServer
 from tests.support.stack import Proc, ServerStack, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,5 @@
-"""A real ClickHouse server for the integration tier, run as a plain child process.
+"""A throwaway ClickHouse server, run as a plain child process: for the integration and e2e
+tiers and for ``perfplat bench data-sets``, which measure against the real server.
 
 Debian ships ClickHouse 18.16 (``/usr/sbin/clickhouse-server``); there is no init system in
 the test environment, so the server is launched directly with its own ``config.xml`` and
