@@ -220,7 +220,8 @@ def parse_excel(data: bytes, filename: str = "") -> list[dict[str, Any]]:
         raise BadInput(f"{name} is not an Excel workbook (.xlsx or .xls)")
     try:
         rows = _xlsx_rows(data) if kind == "xlsx" else _xls_rows(data)
-        return list(_records(_without_comment_rows(rows), _header_name, _same))
+        # comment rows go before padding, so a short ``#`` line never sets the sheet's width
+        return list(_records(_padded(_without_comment_rows(rows)), _header_name, _same))
     except BadInput:
         raise
     except Exception as exc:  # each reader has its own zoo of errors for a damaged file
@@ -286,8 +287,7 @@ def _xlsx_rows(data: bytes) -> Iterator[list[Any]]:
     try:
         sheet = book.worksheets[0]
         sheet.reset_dimensions()  # a row is as wide as its cells, whatever the file's <dimension> says
-        cells = (list(map(_xlsx_cell, row)) for row in sheet.iter_rows())
-        yield from _padded(cells)
+        yield from (list(map(_xlsx_cell, row)) for row in sheet.iter_rows())
     finally:
         book.close()
 
@@ -319,8 +319,7 @@ def _xls_rows(data: bytes) -> Iterator[list[Any]]:
     book = xlrd.open_workbook(file_contents=data, on_demand=True, ragged_rows=True, logfile=io.StringIO())
     try:
         sheet = book.sheet_by_index(0)
-        cells = ([_xls_cell(cell, book.datemode) for cell in sheet.row(i)] for i in range(sheet.nrows))
-        yield from _padded(cells)
+        yield from ([_xls_cell(cell, book.datemode) for cell in sheet.row(i)] for i in range(sheet.nrows))
     finally:
         book.release_resources()
 

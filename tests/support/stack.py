@@ -145,17 +145,22 @@ class ServerStack:
 class EmbeddedStack:
     """``perfplat up`` in a directory of its own, on free ports."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+        """``env``: extra ``PERFPLAT_*`` settings, e.g. an admin token."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.port, self.read_port, self.broker_port = free_port(), free_port(), free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.env = _clean_env() | {
-            "PERFPLAT_API__PORT": str(self.port),
-            "PERFPLAT_API__READ_PORT": str(self.read_port),
-            "PERFPLAT_KAFKA__BROKER_PORT": str(self.broker_port),
-            "PERFPLAT_LOG_LEVEL": "WARNING",
-        }
+        self.env = (
+            _clean_env()
+            | {
+                "PERFPLAT_API__PORT": str(self.port),
+                "PERFPLAT_API__READ_PORT": str(self.read_port),
+                "PERFPLAT_KAFKA__BROKER_PORT": str(self.broker_port),
+                "PERFPLAT_LOG_LEVEL": "WARNING",
+            }
+            | (env or {})
+        )
         self.up = Proc(["up"], self.env, workdir / "up.log", cwd=workdir)
 
     def start(self, timeout_s: float = 90) -> float:
@@ -168,3 +173,16 @@ class EmbeddedStack:
 
     def stop(self) -> int | None:
         return self.up.stop(30)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``perfplat <args>`` with this stack's working directory and settings (so
+        ``perfplat datasets …`` edits the registry the running stack reads)."""
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *args],
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
