@@ -81,3 +81,62 @@ def period_starts(start: datetime, end: datetime, period: Period) -> list[dateti
         out.append(cur)
         cur = period_next(cur, period)
     return out
+
+
+# --- windows in epoch milliseconds ------------------------------------------------------------------
+#
+# Events carry UTC epoch milliseconds. A window is the half-open range ``[start_ms, end_ms)``; an
+# event belongs to the window that holds its own timestamp, however late it arrives.
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def _from_ms(ms: int) -> datetime:
+    # Exact: timedelta arithmetic on integers, no float seconds on the way.
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def _to_ms(value: datetime) -> int:
+    return (value - _EPOCH) // _ONE_MS
+
+
+def previous_period_start(start: datetime, period: Period) -> datetime:
+    """Start of the period before the one that holds ``start`` (aware, UTC).
+
+    For a period start this is simply the previous period: the Monday a week earlier, the
+    quarter three months earlier (October of the year before for a January quarter).
+    """
+    return period_start(period_start(start, period) - timedelta(microseconds=1), period)
+
+
+def window_of(ts_ms: int, period: Period) -> tuple[int, int]:
+    """``(start_ms, end_ms)`` of the period that holds ``ts_ms``: start inclusive, end exclusive."""
+    start = period_start(_from_ms(ts_ms), period)
+    return _to_ms(start), _to_ms(period_next(start, period))
+
+
+def so_far_window(now_ms: int, period: Period) -> tuple[int, int]:
+    """The window a "current value" reports at ``now_ms``: from the start of the period holding
+    now up to now, ``[period start, now_ms)`` ("this week so far" is Monday 00:00 UTC → now).
+
+    An event stamped at exactly ``now_ms`` is not in it yet; the next read includes it. At the
+    first millisecond of a period the window is empty.
+    """
+    start, _ = window_of(now_ms, period)
+    return start, now_ms
+
+
+def previous_so_far_window(now_ms: int, period: Period) -> tuple[int, int]:
+    """The like-for-like window to compare :func:`so_far_window` with: the same time elapsed into
+    the previous period, capped at that period's end (on 31 March the previous month "so far" is
+    the whole of February)."""
+    start, _ = window_of(now_ms, period)
+    prev_start = _to_ms(previous_period_start(_from_ms(start), period))
+    return prev_start, min(prev_start + (now_ms - start), start)
+
+
+def current_windows(now_ms: int, periods: tuple[Period, ...] = PERIODS) -> dict[Period, tuple[int, int]]:
+    """For each period, the window a "current value" read at ``now_ms`` reports (see
+    :func:`so_far_window`)."""
+    return {p: so_far_window(now_ms, p) for p in periods}

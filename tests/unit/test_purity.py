@@ -14,6 +14,7 @@ import pytest
 
 PURE_MODULES = [
     "pipeline.windows",
+    "pipeline.kpi",
     "pipeline.visitor",
     "pipeline.beacon",
     "pipeline.sql",
@@ -31,6 +32,12 @@ PURE_MODULES = [
     "pipeline.query_run",
     "schemas.records",
     "schemas.journey",
+    "schemas.fields",
+    "schemas.envelope",
+    "schemas.transaction",
+    "schemas.satisfaction",
+    "schemas.availability",
+    "schemas.cost",
     "stream_processors.journey",
     "stream_processors.dead_letter",
 ]

@@ -14,11 +14,16 @@ from pipeline.windows import (
     PERIODS,
     Period,
     bucket_start_s,
+    current_windows,
     live_bucket_range_s,
     minute_start_s,
     period_next,
     period_start,
     period_starts,
+    previous_period_start,
+    previous_so_far_window,
+    so_far_window,
+    window_of,
 )
 
 PLUS_5 = timezone(timedelta(hours=5))
@@ -317,3 +322,130 @@ def test_period_starts_covers_the_range_contiguously(case: tuple[datetime, datet
     # Every listed period begins before end, and the cover ends at or after end: [start, end) is
     # covered with no gap and no period too many.
     assert got[-1] < end <= period_next(got[-1], period)
+
+
+# --- windows in epoch milliseconds ------------------------------------------------------------------
+
+EPOCH = utc(1970, 1, 1)
+
+
+def ms(*args: int) -> int:
+    """UTC epoch milliseconds of a literal date, exactly."""
+    return (utc(*args) - EPOCH) // timedelta(milliseconds=1)
+
+
+@pytest.mark.parametrize(
+    ("ts_ms", "period", "window"),
+    [
+        # Sunday 23:59:59.999 UTC is the last millisecond of the week that began on Monday 4 March.
+        (ms(2024, 3, 10, 23, 59, 59, 999_000), "week", (ms(2024, 3, 4), ms(2024, 3, 11))),
+        (ms(2024, 3, 11), "week", (ms(2024, 3, 11), ms(2024, 3, 18))),
+        (ms(2024, 3, 31, 23, 59, 59, 999_000), "quarter", (ms(2024, 1, 1), ms(2024, 4, 1))),
+        (ms(2024, 4, 1), "quarter", (ms(2024, 4, 1), ms(2024, 7, 1))),
+        (ms(2024, 11, 15), "quarter", (ms(2024, 10, 1), ms(2025, 1, 1))),
+        (ms(2024, 12, 31, 23, 59, 59, 999_000), "year", (ms(2024, 1, 1), ms(2025, 1, 1))),
+        (ms(2024, 2, 29, 12), "month", (ms(2024, 2, 1), ms(2024, 3, 1))),
+        (ms(2024, 2, 29, 12), "day", (ms(2024, 2, 29), ms(2024, 3, 1))),
+        (ms(2024, 3, 10, 12, 34, 56, 789_000), "hour", (ms(2024, 3, 10, 12), ms(2024, 3, 10, 13))),
+        (ms(2024, 3, 10, 12, 34, 56, 789_000), "minute", (ms(2024, 3, 10, 12, 34), ms(2024, 3, 10, 12, 35))),
+        (-1, "day", (-86_400_000, 0)),  # before the epoch
+        (0, "week", (ms(1969, 12, 29), ms(1970, 1, 5))),  # 1 January 1970 was a Thursday
+    ],
+)
+def test_window_of_table(ts_ms: int, period: Period, window: tuple[int, int]) -> None:
+    assert window_of(ts_ms, period) == window
+
+
+@pytest.mark.parametrize(
+    ("start", "period", "expected"),
+    [
+        (utc(2024, 3, 11), "week", utc(2024, 3, 4)),
+        (utc(2024, 1, 1), "week", utc(2023, 12, 25)),
+        (utc(2024, 3, 13, 15), "week", utc(2024, 3, 4)),  # not a period start: the period before its own
+        (utc(2024, 1, 1), "quarter", utc(2023, 10, 1)),
+        (utc(2024, 4, 1), "quarter", utc(2024, 1, 1)),
+        (utc(2024, 3, 1), "month", utc(2024, 2, 1)),
+        (utc(2024, 1, 1), "month", utc(2023, 12, 1)),
+        (utc(2024, 3, 1), "day", utc(2024, 2, 29)),
+        (utc(2024, 1, 1), "year", utc(2023, 1, 1)),
+        (utc(2024, 1, 1), "hour", utc(2023, 12, 31, 23)),
+        (utc(2024, 1, 1), "minute", utc(2023, 12, 31, 23, 59)),
+        (datetime(2024, 3, 11, 3, tzinfo=PLUS_5), "week", utc(2024, 2, 26)),  # Sunday 22:00 UTC
+    ],
+)
+def test_previous_period_start_table(start: datetime, period: Period, expected: datetime) -> None:
+    assert previous_period_start(start, period) == expected
+
+
+NOW_MS = ms(2024, 3, 13, 12)  # Wednesday noon
+
+
+def test_this_week_so_far_is_monday_midnight_to_now() -> None:
+    assert so_far_window(NOW_MS, "week") == (ms(2024, 3, 11), NOW_MS)
+    assert previous_so_far_window(NOW_MS, "week") == (ms(2024, 3, 4), ms(2024, 3, 6, 12))
+
+
+def test_current_windows_for_every_period() -> None:
+    now = ms(2024, 3, 13, 12, 34, 56, 789_000)
+    assert current_windows(now) == {
+        "minute": (ms(2024, 3, 13, 12, 34), now),
+        "hour": (ms(2024, 3, 13, 12), now),
+        "day": (ms(2024, 3, 13), now),
+        "week": (ms(2024, 3, 11), now),
+        "month": (ms(2024, 3, 1), now),
+        "quarter": (ms(2024, 1, 1), now),
+        "year": (ms(2024, 1, 1), now),
+    }
+    assert current_windows(now, ("week",)) == {"week": (ms(2024, 3, 11), now)}
+
+
+def test_at_the_first_millisecond_of_a_period_so_far_is_empty() -> None:
+    assert so_far_window(ms(2024, 3, 11), "week") == (ms(2024, 3, 11), ms(2024, 3, 11))
+    assert previous_so_far_window(ms(2024, 3, 11), "week") == (ms(2024, 3, 4), ms(2024, 3, 4))
+
+
+def test_previous_so_far_is_capped_at_the_end_of_a_shorter_previous_period() -> None:
+    # 30 days and 10 hours into March; February 2024 has 29 days, so all of it.
+    assert previous_so_far_window(ms(2024, 3, 31, 10), "month") == (ms(2024, 2, 1), ms(2024, 3, 1))
+    # 15 days into March: the first 15 days of February.
+    assert previous_so_far_window(ms(2024, 3, 16), "month") == (ms(2024, 2, 1), ms(2024, 2, 16))
+    # Q1 2023 has 90 days: 90.5 days into Q2 2023 is the whole of Q1.
+    assert previous_so_far_window(ms(2023, 6, 30, 12), "quarter") == (ms(2023, 1, 1), ms(2023, 4, 1))
+    # Q1 2024 (a leap year) has 91 days: 90 days 23 hours into Q2 is not quite all of it.
+    assert previous_so_far_window(ms(2024, 6, 30, 23), "quarter") == (ms(2024, 1, 1), ms(2024, 3, 31, 23))
+    # Q3 and Q4 both have 92 days.
+    assert previous_so_far_window(ms(2024, 12, 31, 12), "quarter") == (ms(2024, 7, 1), ms(2024, 9, 30, 12))
+
+
+ts_ms = st.integers(min_value=ms(1971, 1, 1), max_value=ms(2200, 1, 1))
+
+
+@given(ts=ts_ms, period=periods)
+@settings(max_examples=300)
+def test_window_of_holds_the_timestamp_and_every_millisecond_in_it_maps_back(ts: int, period: Period) -> None:
+    start, end = window_of(ts, period)
+    assert start <= ts < end
+    assert window_of(start, period) == (start, end)
+    assert window_of(end - 1, period) == (start, end)
+    assert window_of(end, period)[0] == end
+    assert window_of(start - 1, period)[1] == start
+
+
+@given(ts=ts_ms, period=periods)
+def test_previous_period_start_is_the_period_just_before(ts: int, period: Period) -> None:
+    start = period_start(EPOCH + timedelta(milliseconds=ts), period)
+    prev = previous_period_start(start, period)
+    assert period_next(prev, period) == start
+    assert period_start(prev, period) == prev
+
+
+@given(now=ts_ms, period=periods)
+def test_previous_so_far_window_is_no_longer_and_ends_before_the_current_one(
+    now: int, period: Period
+) -> None:
+    start, end = so_far_window(now, period)
+    prev_start, prev_end = previous_so_far_window(now, period)
+    assert (start, end) == (window_of(now, period)[0], now)
+    assert window_of(prev_start, period)[1] == start
+    assert prev_start <= prev_end <= start
+    assert prev_end - prev_start <= end - start
