@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit integration e2e lint bench install system-deps clean
+.PHONY: run test unit integration e2e lint bench bench-data-sets install system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench: $(STAMP)
 	trap 'kill -INT $$pid 2>/dev/null; wait $$pid' EXIT; \
 	for i in $$(seq 120); do curl -sf http://127.0.0.1:8000/healthz >/dev/null && break; sleep 0.5; done; \
 	sleep 8; $(BIN)/perfplat bench $(ARGS)
+
+## the data-set API's targets on a stack of its own (broker, ClickHouse server, api, worker)
+bench-data-sets: $(STAMP) system-deps
+	$(BIN)/perfplat bench data-sets $(ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
