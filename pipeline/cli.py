@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("core", help=argparse.SUPPRESS)
     sub.add_parser("bench", help="drive a running stack with synthetic Stageprompt traffic (see --help)")
     sub.add_parser("upload", help="POST a CSV or Excel file's records to a data set's write API (see --help)")
+    sub.add_parser("simulate", help="send a synthetic day of traffic for a few services (see --help)")
     ds = sub.add_parser("datasets", help="list, create and configure data sets, rotate their tokens")
     ds_sub = ds.add_subparsers(dest="action", required=True)
     ds_sub.add_parser("list", help="every data set and its settings (never the tokens)")
@@ -37,7 +38,29 @@ def _parser() -> argparse.ArgumentParser:
     configure = ds_sub.add_parser("configure", help="change settings of a data set")
     configure.add_argument("name")
     configure.add_argument("--set", action="append", default=[], metavar="KEY=JSON", required=True)
+    _services_parser(sub)
+    sub.add_parser("probe", help="check every service's health-check URL on its schedule (availability)")
     return p
+
+
+def _services_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sv = sub.add_parser("services", help="list, add and configure services, rotate their tokens")
+    sv_sub = sv.add_subparsers(dest="action", required=True)
+    sv_sub.add_parser("list", help="every service and its settings (never the tokens)")
+    add = sv_sub.add_parser("add", help="add a service; prints its bearer token once")
+    add.add_argument("slug", help="the service's slug, as the beacon and the events name it")
+    add.add_argument("--name", required=True, help="display name")
+    add.add_argument("--group", help="the department's slug")
+    add.add_argument("--health-check-url", help="http(s) URL the prober checks")
+    add.add_argument("--token", help="use this token instead of a generated one")
+    add.add_argument(
+        "--set", action="append", default=[], metavar="KEY=JSON", help="a setting, e.g. probe_interval_s=30"
+    )
+    rotate = sv_sub.add_parser("rotate-token", help="give a service a new bearer token; prints it once")
+    rotate.add_argument("slug")
+    configure = sv_sub.add_parser("configure", help="change settings of a service")
+    configure.add_argument("slug")
+    configure.add_argument("--set", action="append", default=[], metavar="KEY=JSON", required=True)
 
 
 def _settings_pairs(pairs: list[str]) -> dict[str, object]:
@@ -84,6 +107,49 @@ def _datasets(args: argparse.Namespace, path: Path) -> int:
     return 1
 
 
+def _services(args: argparse.Namespace, path: Path) -> int:
+    from pipeline.services import ServiceConfig, ServiceRegistryFile
+
+    registry = ServiceRegistryFile(path)
+    try:
+        if args.action == "list":
+            for _, config in sorted(registry.reload().services.items()):
+                sys.stdout.write(orjson_line(config.as_public()))
+            return 0
+        if args.action == "add":
+            named = {
+                k: v
+                for k, v in (
+                    ("name", args.name),
+                    ("group", args.group),
+                    ("health_check_url", args.health_check_url),
+                )
+                if v is not None
+            }
+            doc = {**_settings_pairs(args.set), "slug": args.slug, **named}
+            if {"token_hash", "bearer_token"} & set(doc):
+                raise ValueError("give a token with --token")
+            service = ServiceConfig.from_doc(doc)
+            token = registry.create(service, args.token)
+            sys.stdout.write(f"added {service.slug}; bearer token (shown once): {token}\n")
+            return 0
+        if args.action == "rotate-token":
+            token = registry.rotate_token(args.slug)
+            sys.stdout.write(f"new bearer token for {args.slug} (shown once): {token}\n")
+            return 0
+        changes = _settings_pairs(args.set)
+        if {"slug", "token_hash", "bearer_token"} & set(changes):
+            raise ValueError("the slug and the token cannot be changed here (rotate-token gives a new token)")
+        service = registry.configure(args.slug, **changes)
+        sys.stdout.write(orjson_line(service.as_public()))
+        return 0
+    except KeyError as exc:
+        sys.stderr.write(f"no service named {exc.args[0]}\n")
+    except (TypeError, ValueError) as exc:
+        sys.stderr.write(f"{exc}\n")
+    return 1
+
+
 def orjson_line(doc: object) -> str:
     import orjson
 
@@ -110,11 +176,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         upload_parser = argparse.ArgumentParser(prog="perfplat upload")
         uploader.add_arguments(upload_parser)
         return uploader.main(upload_parser.parse_args(argv[1:]))
+    if argv[:1] == ["simulate"]:  # a producer with its own options: reads no settings
+        from producers import simulate
+
+        simulate_parser = argparse.ArgumentParser(prog="perfplat simulate")
+        simulate.add_arguments(simulate_parser)
+        return simulate.main(simulate_parser.parse_args(argv[1:]))
     args = _parser().parse_args(argv)
     settings = load_settings()
     configure_logging(settings.log_level)
     if args.command == "datasets":
         return _datasets(args, settings.registry_path)
+    if args.command == "services":
+        return _services(args, settings.services_path)
+    if args.command == "probe":
+        from producers.prober import run_prober
+
+        return run_prober(settings)
     if args.command == "up":
         if settings.mode is not Mode.EMBEDDED:
             sys.stderr.write("perfplat up runs the embedded default; unset PERFPLAT_KAFKA_BOOTSTRAP etc.\n")

@@ -2,29 +2,36 @@
 
 A data set is ``{data_group}/{data_type}``; its name is ``{group}_{type}`` with ``-`` → ``_``.
 The registry lives in one JSON file the operator may edit (``PERFPLAT_DATASETS_FILE``, default
-``<data_dir>/datasets.json``); ``perfplat datasets …`` and the admin API change the same file
-(atomic rename under a lock), and every process re-reads it when it changes. Bearer tokens are
-kept only as salted SHA-256 hashes: they are random 32-byte secrets, so a slow password hash
-would add nothing but latency; they are compared in constant time.
+``<data_dir>/datasets.json``); ``perfplat datasets …`` and the admin API change the same file,
+and every process re-reads it when it changes. The file mechanics and the hashed bearer tokens
+are shared with the services registry (``pipeline.registry_file``); their names stay importable
+from here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import hmac
-import os
 import re
-import secrets
-import tempfile
-import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+
+from pipeline.registry_file import JsonRegistryFile, hash_token, new_token, token_matches
+
+__all__ = [
+    "DEFAULT_MAX_AGE_S",
+    "NAME",
+    "SLUG",
+    "DataSetConfig",
+    "Registry",
+    "RegistryFile",
+    "UploadFormat",
+    "data_set_name",
+    "hash_token",
+    "new_token",
+    "token_matches",
+]
 
 SLUG = re.compile(r"[a-z0-9-]+")
 NAME = re.compile(r"[a-z0-9_]+")
@@ -34,24 +41,6 @@ UploadFormat = Literal["", "csv", "excel"]
 
 def data_set_name(group: str, data_type: str) -> str:
     return f"{group}_{data_type}".replace("-", "_")
-
-
-def hash_token(token: str, salt: str | None = None) -> str:
-    salt = salt if salt is not None else secrets.token_hex(8)
-    return f"sha256${salt}${hashlib.sha256((salt + token).encode()).hexdigest()}"
-
-
-def token_matches(token: str, stored: str) -> bool:
-    """Constant-time comparison of a presented token with a stored hash. An empty token or an
-    empty stored hash never matches (as in the original)."""
-    if not token or not stored or stored.count("$") != 2:
-        return False
-    _, salt, _ = stored.split("$")
-    return hmac.compare_digest(hash_token(token, salt).encode(), stored.encode())
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +63,11 @@ class DataSetConfig:
     def name(self) -> str:
         return data_set_name(self.data_group, self.data_type)
 
+    @property
+    def key(self) -> str:
+        """Its name: the registry's key."""
+        return self.name
+
     def check(self) -> DataSetConfig:
         if not SLUG.fullmatch(self.data_group) or not SLUG.fullmatch(self.data_type):
             raise ValueError("data_group and data_type must match ^[a-z0-9-]+$")
@@ -88,6 +82,13 @@ class DataSetConfig:
         doc = asdict(self)
         doc.pop("token_hash")
         doc["name"] = self.name
+        doc["auto_ids"] = list(self.auto_ids)
+        doc["upload_filters"] = list(self.upload_filters)
+        return doc
+
+    def to_doc(self) -> dict[str, Any]:
+        """The configuration as the registry file stores it (with the token hash)."""
+        doc = asdict(self)
         doc["auto_ids"] = list(self.auto_ids)
         doc["upload_filters"] = list(self.upload_filters)
         return doc
@@ -115,6 +116,10 @@ class Registry:
 
     sets: dict[str, DataSetConfig] = field(default_factory=dict)
 
+    @property
+    def entries(self) -> dict[str, DataSetConfig]:
+        return self.sets
+
     def by_name(self, name: str) -> DataSetConfig | None:
         return self.sets.get(name)
 
@@ -135,107 +140,13 @@ class Registry:
         return cls(sets)
 
     def to_bytes(self) -> bytes:
-        items = []
-        for config in sorted(self.sets.values(), key=lambda c: c.name):
-            doc = asdict(config)
-            doc["auto_ids"] = list(config.auto_ids)
-            doc["upload_filters"] = list(config.upload_filters)
-            items.append(doc)
+        items = [config.to_doc() for config in sorted(self.sets.values(), key=lambda c: c.name)]
         return orjson.dumps({"data_sets": items}, option=orjson.OPT_INDENT_2) + b"\n"
 
 
-class RegistryFile:
-    """The registry on disk. ``current()`` re-reads the file at most every ``check_interval_s``
-    when its modification time or size changed; ``update()`` is read-modify-write under an
-    exclusive lock with an atomic rename, so concurrent CLI and API changes do not lose each other."""
+class RegistryFile(JsonRegistryFile[Registry, DataSetConfig]):
+    """The data-set registry on disk: ``current()``, ``reload()``, ``update()``, ``create()``,
+    ``rotate_token(name)``, ``configure(name, **settings)`` (see ``JsonRegistryFile``)."""
 
     def __init__(self, path: Path, check_interval_s: float = 1.0) -> None:
-        self.path = path
-        self._check_interval_s = check_interval_s
-        self._registry = Registry()
-        self._stamp: tuple[int, int] | None = None
-        self._checked = 0.0
-
-    def _file_stamp(self) -> tuple[int, int] | None:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return None
-        return (st.st_mtime_ns, st.st_size)
-
-    def current(self) -> Registry:
-        now = time.monotonic()
-        if now - self._checked >= self._check_interval_s:
-            self._checked = now
-            stamp = self._file_stamp()
-            if stamp != self._stamp:
-                self._registry = Registry.from_bytes(self.path.read_bytes()) if stamp else Registry()
-                self._stamp = stamp
-        return self._registry
-
-    def reload(self) -> Registry:
-        self._checked = 0.0
-        self._stamp = None
-        return self.current()
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def update(self, change: Any) -> Any:
-        """Apply ``change(registry) -> result`` to the file's current content and save it."""
-        with self._locked():
-            raw = self.path.read_bytes() if self.path.exists() else b""
-            registry = Registry.from_bytes(raw)
-            result = change(registry)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".datasets-")
-            with os.fdopen(fd, "wb") as out:
-                out.write(registry.to_bytes())
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        self.reload()
-        return result
-
-    def create(self, config: DataSetConfig, token: str | None = None) -> str:
-        """Add a data set; returns its bearer token (generated unless given). Existing → ValueError."""
-        token = token or new_token()
-        config = replace(config.check(), token_hash=hash_token(token))
-
-        def change(registry: Registry) -> None:
-            if config.name in registry.sets:
-                raise ValueError(f"data set {config.name} already exists")
-            registry.sets[config.name] = config
-
-        self.update(change)
-        return token
-
-    def rotate_token(self, name: str, token: str | None = None) -> str:
-        token = token or new_token()
-
-        def change(registry: Registry) -> None:
-            config = registry.sets.get(name)
-            if config is None:
-                raise KeyError(name)
-            registry.sets[name] = replace(config, token_hash=hash_token(token))
-
-        self.update(change)
-        return token
-
-    def configure(self, name: str, **settings: Any) -> DataSetConfig:
-        def change(registry: Registry) -> DataSetConfig:
-            config = registry.sets.get(name)
-            if config is None:
-                raise KeyError(name)
-            doc = asdict(config) | settings
-            registry.sets[name] = DataSetConfig.from_doc(doc)
-            return registry.sets[name]
-
-        result: DataSetConfig = self.update(change)
-        return result
+        super().__init__(path, Registry.from_bytes, "data set", check_interval_s)

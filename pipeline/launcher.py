@@ -6,7 +6,8 @@ Processes (the launcher supervises them and stops them all on Ctrl-C or SIGTERM)
 - the core process: the Faust worker, which owns chdb under ``./var/chdb``, and the read API
   on ``api.read_port`` in the same event loop;
 - the ingest process(es): ``POST /beacon`` on ``api.port``, publishing to Kafka, with every other
-  route proxied to the core, so the user has one base URL while ingest has a core of its own.
+  route proxied to the core, so the user has one base URL while ingest has a core of its own;
+- the prober (``perfplat probe``): checks the registered services' health-check URLs.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class Stack:
         # while the worker only needs to keep up (freshness is measured in seconds, not ms).
         self._spawn("core", env, nice=self.settings.worker.embedded_nice)
         self._spawn("ingest", env)
+        # availability checks of the registered services' health-check URLs (idle without any)
+        self._spawn("probe", env, nice=self.settings.worker.embedded_nice)
         _wait_healthy(f"http://{s.api.host}:{s.api.read_port}/healthz", 60, self.procs)
         _wait_healthy(f"http://{s.api.host}:{s.api.port}/healthz", 60, self.procs)
         return time.monotonic() - t0
@@ -106,7 +109,8 @@ class Stack:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        """Ingest first (no new events), then the core (commits what it wrote), then the broker."""
+        """Prober and ingest first (no new events), then the core (commits what it wrote), then
+        the broker."""
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     datasets_file: Path | None = None
     """The data-set registry (JSON); default ``<data_dir>/datasets.json``."""
+    services_file: Path | None = None
+    """The services registry (JSON): names, health checks, tokens; default ``<data_dir>/services.json``."""
     admin_token: SecretStr = SecretStr("")
     """Bearer token of the admin API (``/_admin/…``); empty: the admin API is switched off."""
     visitor_secret: SecretStr = SecretStr("")
@@ -135,6 +137,10 @@ class Settings(BaseSettings):
     @property
     def registry_path(self) -> Path:
         return self.datasets_file or self.data_dir / "datasets.json"
+
+    @property
+    def services_path(self) -> Path:
+        return self.services_file or self.data_dir / "services.json"
 
     @property
     def chdb_path(self) -> Path:

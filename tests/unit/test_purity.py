@@ -14,6 +14,8 @@ import pytest
 
 PURE_MODULES = [
     "pipeline.windows",
+    "pipeline.probes",
+    "pipeline.kpi_rows",
     "pipeline.kpi",
     "pipeline.visitor",
     "pipeline.beacon",
