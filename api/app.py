@@ -16,10 +16,11 @@ import orjson
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.admin import admin_router
+from api.admin import admin_router, services_admin_router
 from api.data_read import DataReader, data_read_router, legacy_read_router, options_router, status_router
 from api.errors import install_error_handlers
 from api.ingest import ASGIApp, IngestFastPath, IngestService, Receive, Scope, Send
+from api.kpi_ingest import KpiIngest, kpi_ingest_router
 from api.op_status import StoreOpStatus, UpstreamOpStatus
 from api.read import LiveReader, read_router
 from api.responses import JSONBody
@@ -28,10 +29,11 @@ from api.writes import OpStatus, WriteService, legacy_write_router, write_router
 from pipeline.beacon import Limits
 from pipeline.clock import Clock, SystemClock
 from pipeline.datasets import RegistryFile
+from pipeline.services import ServiceRegistryFile
 from pipeline.settings import Settings
 from pipeline.store import Store
 from pipeline.visitor import SaltCache
-from producers.publisher import KafkaPublisher
+from producers.publisher import KafkaPublisher, KpiPublisher
 
 FORWARDED_HEADERS = (b"authorization", b"if-none-match", b"origin", b"govuk-request-id")
 HOP_HEADERS = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length"})
@@ -93,7 +95,8 @@ def ingest_app(settings: Settings, read_port: int | None = None, clock: Clock | 
     svc = _ingest_service(settings, publisher, clock)
     registry = RegistryFile(settings.registry_path)
     status: OpStatus = UpstreamOpStatus(upstream) if upstream is not None else _NeverApplied()
-    _write_routes(app, settings, registry, _writes(settings, registry, publisher, status, clock), None)
+    writes = _writes(settings, registry, publisher, status, clock)
+    _write_routes(app, settings, registry, writes, publisher, None)
     if upstream is None:
         return _with_ingest(app, settings, svc)
     return _with_ingest(_Forward(app, upstream, settings.api.retry_after_s), settings, svc)
@@ -141,14 +144,34 @@ def _writes(
 
 
 def _write_routes(
-    app: FastAPI, settings: Settings, registry: RegistryFile, writes: WriteService, reader: DataReader | None
+    app: FastAPI,
+    settings: Settings,
+    registry: RegistryFile,
+    writes: WriteService,
+    publisher: KpiPublisher,
+    reader: DataReader | None,
 ) -> None:
     """Every data-set route of a process, in matching order: fixed paths first, then the
     legacy by-name routes that match any single path segment."""
     app.include_router(status_router(reader))
     app.include_router(admin_router(registry, settings.admin_token.get_secret_value()))
+    app.include_router(
+        services_admin_router(
+            ServiceRegistryFile(settings.services_path), settings.admin_token.get_secret_value()
+        )
+    )
     app.include_router(options_router())
     app.include_router(write_router(writes))
+    services = ServiceRegistryFile(settings.services_path)
+    kpi = KpiIngest(
+        lambda slug: services.current().get(slug),
+        publisher,
+        writes.clock,
+        settings.api.max_body_bytes,
+        settings.api.max_batch_events,
+        settings.api.retry_after_s,
+    )
+    app.include_router(kpi_ingest_router(kpi))
     if reader is not None:
         app.include_router(data_read_router(reader))
         app.include_router(legacy_read_router(reader))
@@ -167,6 +190,11 @@ def read_app(settings: Settings, store: Store, clock: Clock | None = None) -> Fa
     reader = _read_routes(app, settings, store, clock)
     app.include_router(status_router(reader))
     app.include_router(admin_router(reader.registry, settings.admin_token.get_secret_value()))
+    app.include_router(
+        services_admin_router(
+            ServiceRegistryFile(settings.services_path), settings.admin_token.get_secret_value()
+        )
+    )
     app.include_router(options_router())
     app.include_router(data_read_router(reader))
     app.include_router(legacy_read_router(reader))
@@ -187,5 +215,5 @@ def api_app(settings: Settings, store: Store, clock: Clock | None = None) -> ASG
     app = _base(settings, "perfplat", lifespan)
     reader = _read_routes(app, settings, store, clock)
     writes = _writes(settings, reader.registry, publisher, StoreOpStatus(store), clock)
-    _write_routes(app, settings, reader.registry, writes, reader)
+    _write_routes(app, settings, reader.registry, writes, publisher, reader)
     return _with_ingest(app, settings, _ingest_service(settings, publisher, clock))

@@ -23,9 +23,30 @@ class Topics:
     journey: TopicSpec
     records: TopicSpec
     dead_letter: TopicSpec
+    transactions: TopicSpec
+    satisfaction: TopicSpec
+    availability: TopicSpec
+    costs: TopicSpec
 
     def all(self) -> list[TopicSpec]:
-        return [self.journey, self.records, self.dead_letter]
+        return [
+            self.journey,
+            self.records,
+            self.dead_letter,
+            self.transactions,
+            self.satisfaction,
+            self.availability,
+            self.costs,
+        ]
+
+    def for_kind(self, kind: str) -> TopicSpec:
+        """The topic of one KPI event kind (the ``SCHEMA`` name of its ``schemas`` module)."""
+        return {
+            "transaction": self.transactions,
+            "satisfaction": self.satisfaction,
+            "availability": self.availability,
+            "cost": self.costs,
+        }[kind]
 
 
 def topics_for(kafka: KafkaSettings) -> Topics:
@@ -39,6 +60,10 @@ def topics_for(kafka: KafkaSettings) -> Topics:
             {"retention.ms": week_ms, "max.message.bytes": str(MAX_RECORDS_MESSAGE_BYTES)},
         ),
         dead_letter=TopicSpec(f"{p}.dead-letter", 1, {"retention.ms": str(30 * 86_400_000)}),
+        transactions=TopicSpec(f"{p}.transactions.v1", kafka.partitions, {"retention.ms": week_ms}),
+        satisfaction=TopicSpec(f"{p}.satisfaction.v1", kafka.partitions, {"retention.ms": week_ms}),
+        availability=TopicSpec(f"{p}.availability.v1", kafka.partitions, {"retention.ms": week_ms}),
+        costs=TopicSpec(f"{p}.costs.v1", kafka.partitions, {"retention.ms": week_ms}),
     )
 
 
@@ -52,3 +77,9 @@ def partition_for_visitor(visitor: int, partitions: int) -> int:
 def partition_for_data_set(name: str, partitions: int) -> int:
     """Every write to one data set shares a partition, so its operations apply in order."""
     return zlib.crc32(name.encode()) % partitions
+
+
+def partition_for_service(service: str, partitions: int) -> int:
+    """Every KPI event of one service shares a partition, so one worker counts a service and
+    its duplicate check sees every earlier event of that service."""
+    return zlib.crc32(service.encode()) % partitions

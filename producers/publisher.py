@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -26,12 +26,24 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from pipeline.errors import BrokerUnavailable
 from pipeline.settings import Settings
-from pipeline.topics import TopicSpec, partition_for_data_set, partition_for_visitor, topics_for
+from pipeline.topics import (
+    TopicSpec,
+    partition_for_data_set,
+    partition_for_service,
+    partition_for_visitor,
+    topics_for,
+)
 from producers.kafka_config import producer_config
+from schemas import availability, cost, satisfaction, transaction
 from schemas.journey import JourneyEvent, encode_envelope
 from schemas.records import WriteOp, encode_op
 
 log = logging.getLogger(__name__)
+
+
+KPI_ENCODERS: dict[str, Callable[[list[Any]], bytes]] = {
+    m.SCHEMA: m.encode_envelope for m in (transaction, satisfaction, availability, cost)
+}
 
 
 class EventPublisher(Protocol):
@@ -40,6 +52,10 @@ class EventPublisher(Protocol):
 
 class OpPublisher(Protocol):
     async def publish_op(self, op: WriteOp) -> None: ...
+
+
+class KpiPublisher(Protocol):
+    async def publish_kpi(self, kind: str, by_service: dict[str, list[Any]]) -> None: ...
 
 
 @dataclass
@@ -52,9 +68,8 @@ class _Pending:
 class KafkaPublisher:
     def __init__(self, settings: Settings, topic: TopicSpec | None = None) -> None:
         self._settings = settings
-        topics = topics_for(settings.kafka)
-        self._topic = topic or topics.journey
-        self._records_topic = topics.records
+        self._topics = topics_for(settings.kafka)
+        self._topic = topic or self._topics.journey
         self._window_s = settings.kafka.coalesce_window_ms / 1000
         self._max_events = settings.kafka.coalesce_max_events
         self._pending: dict[int, _Pending] = {}
@@ -124,16 +139,40 @@ class KafkaPublisher:
     async def publish_op(self, op: WriteOp) -> None:
         """One data-set write operation, one message, on its data set's partition; returns
         once Kafka has acknowledged it."""
+        topic = self._topics.records
+        partition = partition_for_data_set(op.data_set, topic.partitions)
+        await self._produce_one(topic, partition, encode_op(op), op.data_set.encode(), b"records.v1")
+
+    async def publish_kpi(self, kind: str, by_service: dict[str, list[Any]]) -> None:
+        """KPI events of one kind (``schemas.<kind>``), one envelope per service, each on its
+        service's partition; returns once Kafka has acknowledged every one."""
+        topic = self._topics.for_kind(kind)
+        encode = KPI_ENCODERS[kind]
+        await asyncio.gather(
+            *(
+                self._produce_one(
+                    topic,
+                    partition_for_service(service, topic.partitions),
+                    encode(events),
+                    service.encode(),
+                    f"{kind}.v1".encode(),
+                )
+                for service, events in by_service.items()
+            )
+        )
+
+    async def _produce_one(
+        self, topic: TopicSpec, partition: int, value: bytes, key: bytes, schema: bytes
+    ) -> None:
         loop = self._ready_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        topic = self._records_topic
         try:
             self._producer.produce(
                 topic.name,
-                encode_op(op),
-                key=op.data_set.encode(),
-                partition=partition_for_data_set(op.data_set, topic.partitions),
-                headers=[("schema", b"records.v1")],
+                value,
+                key=key,
+                partition=partition,
+                headers=[("schema", schema)],
                 on_delivery=partial(self._delivered, [fut]),
             )
         except (BufferError, KafkaException) as exc:

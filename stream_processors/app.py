@@ -1,4 +1,4 @@
-"""The Faust app: the journey topic, its agent, and the dead-letter topic.
+"""The Faust app: one agent per topic (journey, data-set records, the KPI kinds) and the dead-letter topic.
 
 The agent is thin: take a batch of messages, decode (``journey.decode_batch``), dead-letter
 what is malformed, hand the events to the ClickHouse sink. ``take_events`` acknowledges the
@@ -14,11 +14,14 @@ from typing import Any
 
 import faust
 
+from pipeline import kpi_rows
 from pipeline.settings import Settings
 from pipeline.store import Store
 from pipeline.topics import topics_for
+from schemas import availability, cost, satisfaction, transaction
 from stream_processors.dead_letter import DeadLetter
-from stream_processors.journey import Message, decode_batch, decode_ops
+from stream_processors.journey import Message, decode_batch, decode_envelopes, decode_ops
+from stream_processors.kpi_sink import CountedSink, KeptSink
 from stream_processors.record_sink import RecordSink
 from stream_processors.sink import JourneySink
 
@@ -32,6 +35,9 @@ def make_app(settings: Settings, store: Store) -> Any:
         settings.worker.app_id,
         broker=f"kafka://{settings.bootstrap}",
         store="memory://",
+        # Faust's own files (table state, leader assignment) live beside the rest of the data,
+        # not in whatever directory the worker was started from
+        datadir=str(settings.data_dir / "worker"),
         broker_session_timeout=k.session_timeout_ms / 1000,
         broker_heartbeat_interval=k.heartbeat_interval_ms / 1000,
         topic_partitions=k.partitions,
@@ -90,5 +96,46 @@ def make_app(settings: Settings, store: Store) -> Any:
             ops, dead = decode_ops(messages(batch))
             await dead_letter(dead)
             await record_sink.write(ops)
+
+    # The KPI kinds: decode the kind's envelopes, dead-letter what is malformed, hand the
+    # events to the kind's sink (counted: transactions, ratings; kept: probes, costs).
+    backoff = settings.worker.retry_backoff_ms
+    kpi_sinks: dict[str, tuple[Any, Any]] = {
+        "transaction": (
+            transaction.decode_envelope,
+            CountedSink(
+                store, backoff, events_table="tx_events", in_table="tx_in", columns=kpi_rows.tx_columns
+            ),
+        ),
+        "satisfaction": (
+            satisfaction.decode_envelope,
+            CountedSink(
+                store,
+                backoff,
+                events_table="rating_events",
+                in_table="rating_in",
+                columns=kpi_rows.rating_columns,
+            ),
+        ),
+        "availability": (
+            availability.decode_envelope,
+            KeptSink(store, backoff, table="probes", columns=kpi_rows.probe_columns),
+        ),
+        "cost": (
+            cost.decode_envelope,
+            KeptSink(store, backoff, table="costs", columns=kpi_rows.cost_columns),
+        ),
+    }
+    for kind, (decode, kind_sink) in kpi_sinks.items():
+        spec = topics.for_kind(kind)
+        topic = app.topic(spec.name, partitions=spec.partitions, key_serializer="raw", value_serializer="raw")
+
+        async def kpi_agent(stream: Any, decode: Any = decode, kind_sink: Any = kind_sink) -> None:
+            async for batch in stream.take_events(max_batch, within=within):
+                events, dead = decode_envelopes(messages(batch), decode)
+                await dead_letter(dead)
+                await kind_sink.write(events)
+
+        app.agent(topic, name=kind)(kpi_agent)
 
     return app

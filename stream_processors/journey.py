@@ -7,7 +7,9 @@ they never raise into the agent.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import orjson
 
@@ -15,6 +17,9 @@ from pipeline.errors import SchemaMismatch
 from schemas.journey import JourneyEvent, decode_envelope
 from schemas.records import WriteOp, decode_op
 from stream_processors.dead_letter import DeadLetter
+
+E = TypeVar("E")
+E_co = TypeVar("E_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,13 +30,28 @@ class Message:
     value: bytes | None
 
 
+class _Decoded(Protocol[E_co]):
+    @property
+    def events(self) -> Sequence[E_co]: ...
+    @property
+    def rejects(self) -> Sequence[tuple[int, str]]: ...
+
+
 def decode_batch(messages: list[Message]) -> tuple[list[JourneyEvent], list[DeadLetter]]:
-    events: list[JourneyEvent] = []
+    return decode_envelopes(messages, decode_envelope)
+
+
+def decode_envelopes(
+    messages: list[Message], decode: Callable[[bytes], _Decoded[E]]
+) -> tuple[list[E], list[DeadLetter]]:
+    """Envelopes of events (any ``schemas`` kind's ``decode_envelope``): the good events, and a
+    dead letter per unusable message or malformed event."""
+    events: list[E] = []
     dead: list[DeadLetter] = []
     for m in messages:
         value = m.value or b""
         try:
-            decoded = decode_envelope(value)
+            decoded = decode(value)
         except SchemaMismatch as exc:
             dead.append(DeadLetter(m.topic, m.partition, m.offset, str(exc), value))
             continue

@@ -11,8 +11,6 @@ the agent let Faust commit the offsets.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import defaultdict
 from typing import Any
 
@@ -22,8 +20,8 @@ from pipeline.record_apply import Current, DataSetState, Plan, ids_to_look_up, p
 from pipeline.record_rows import ROW_COLUMNS, SlotMap
 from pipeline.store import Store
 from schemas.records import WriteOp
+from stream_processors.retry import until_stored
 
-log = logging.getLogger(__name__)
 _LOOKUP_CHUNK = 5000
 
 
@@ -37,17 +35,13 @@ class RecordSink:
     async def write(self, ops: list[WriteOp]) -> None:
         if not ops:
             return
-        attempt = 0
-        while True:
-            try:
-                await asyncio.to_thread(self._apply, ops)
-                return
-            except Exception as exc:  # any failure is backpressure: retry, never drop
-                self._states.clear()  # memory may be ahead of ClickHouse: reload next time
-                attempt += 1
-                delay = min(self._backoff_s * 2 ** min(attempt, 5), 10.0)
-                log.warning("applying %d write operations failed (attempt %d): %s", len(ops), attempt, exc)
-                await asyncio.sleep(delay)
+        # memory may be ahead of ClickHouse after a failure: reload the state next time
+        await until_stored(
+            lambda: self._apply(ops),
+            f"applying {len(ops)} write operations",
+            self._backoff_s,
+            on_failure=self._states.clear,
+        )
 
     def _apply(self, ops: list[WriteOp]) -> None:
         by_set: dict[str, list[WriteOp]] = defaultdict(list)

@@ -8,13 +8,9 @@ follows a write the store did take changes nothing.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from pipeline.store import Store
 from schemas.journey import JourneyEvent
-
-log = logging.getLogger(__name__)
+from stream_processors.retry import until_stored
 
 
 def journey_columns(events: list[JourneyEvent]) -> dict[str, list[object]]:
@@ -40,19 +36,8 @@ class JourneySink:
         if not events:
             return
         columns = journey_columns(events)
-        attempt = 0
-        while True:
-            try:
-                await asyncio.to_thread(self._store.insert, "journey_in", columns)
-                return
-            except Exception as exc:  # any failure is backpressure: retry, never drop
-                attempt += 1
-                delay = min(self._backoff_s * 2 ** min(attempt, 5), 10.0)
-                log.warning(
-                    "insert of %d rows failed (attempt %d), retrying in %.1fs: %s",
-                    len(events),
-                    attempt,
-                    delay,
-                    exc,
-                )
-                await asyncio.sleep(delay)
+        await until_stored(
+            lambda: self._store.insert("journey_in", columns),
+            f"insert of {len(events)} rows",
+            self._backoff_s,
+        )

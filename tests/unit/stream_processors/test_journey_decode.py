@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from schemas.journey import JourneyEvent, encode_envelope
 from stream_processors.dead_letter import DeadLetter
-from stream_processors.journey import Message, decode_batch
+from stream_processors.journey import Message, decode_batch, decode_envelopes
 
 TOPIC = "perfplat.journey"
 
@@ -135,3 +135,27 @@ def test_dead_letter_value_round_trips_through_base64(value: bytes, reason: str)
     assert base64.b64decode(doc["value_b64"], validate=True) == value
     assert doc["reason"] == reason
     assert doc["value_truncated"] is False
+
+
+def test_kpi_kinds_use_the_same_step_with_their_own_decoder() -> None:
+    from schemas import satisfaction, transaction
+
+    good = transaction.TransactionEvent(
+        "t1", "svc", "", "completed", "phone", 12_500, 1_710_072_000_000, -1, 1
+    )
+    value = transaction.encode_envelope([good])
+    bad_row = orjson.dumps({"schema": "transaction", "v": 1, "events": [good.as_row(), ["t2", "svc"]]})
+    rating = satisfaction.encode_envelope(
+        [satisfaction.SatisfactionEvent("r1", "svc", 4, "never logged", 1_710_072_000_000, 1)]
+    )
+    events, dead = decode_envelopes(
+        [message(value, 0), message(bad_row, 1), message(rating, 2), message(b"{", 3)],
+        transaction.decode_envelope,
+    )
+    assert events == [good, good]
+    assert [(d.offset, d.reason.split(":")[0]) for d in dead] == [
+        (1, "event 1"),
+        (2, "not a transaction envelope"),
+        (3, "not JSON"),
+    ]
+    assert all(b"never logged" not in d.reason.encode() for d in dead)

@@ -1,0 +1,155 @@
+"""How KPI events become ClickHouse rows, and which events of a batch are new. Pure.
+
+Transactions and ratings are counted (``schemas/ddl/0003_kpi.sql``), so the processor inserts
+an event only if it is not stored yet. An event is identified by its service, its id and the
+minute of its own timestamp: a client's retry carries the same id and timestamp, and a
+replayed Kafka message carries the very same event, so both are found. The lookup reads only
+the minutes a batch touches (``minute_ranges``), which the events table's key
+``(service, ts, id)`` narrows to a few granules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from pipeline.kpi import ABSENT, bucket_edge_ms
+from pipeline.sql import identifier
+from schemas.availability import AvailabilityEvent
+from schemas.cost import CostEvent
+from schemas.fields import from_ms
+from schemas.satisfaction import SatisfactionEvent
+from schemas.transaction import TransactionEvent
+
+Key = tuple[str, str, int]
+"""(service, event id, epoch second of the minute that holds the event's timestamp)."""
+Columns = dict[str, list[Any]]
+
+
+class Counted(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def ts_ms(self) -> int: ...
+
+
+C = TypeVar("C", bound=Counted)
+
+
+def event_key(event: Counted) -> Key:
+    return (event.service, event.id, event.ts_ms // 60_000 * 60)
+
+
+def first_of_each(events: Iterable[C]) -> list[C]:
+    """The batch without its repeats (the first of each key, in batch order)."""
+    seen: set[Key] = set()
+    out = []
+    for e in events:
+        k = event_key(e)
+        if k not in seen:
+            seen.add(k)
+            out.append(e)
+    return out
+
+
+def minute_ranges(minutes: Iterable[int]) -> list[tuple[int, int]]:
+    """Half-open ``[start, end)`` second ranges covering the given minute starts, adjacent
+    minutes merged, in order."""
+    out: list[tuple[int, int]] = []
+    for m in sorted(set(minutes)):
+        if out and out[-1][1] == m:
+            out[-1] = (out[-1][0], m + 60)
+        else:
+            out.append((m, m + 60))
+    return out
+
+
+def stored_keys_query(database: str, table: str, events: Sequence[Counted]) -> tuple[str, dict[str, Any]]:
+    """SQL (with its parameters) for the keys of ``events`` already in ``table``; it answers
+    rows of (service, id, minute second)."""
+    params: dict[str, Any] = {
+        "services": sorted({e.service for e in events}),
+        "ids": sorted({e.id for e in events}),
+    }
+    ranges = []
+    for i, (start, end) in enumerate(minute_ranges(event_key(e)[2] for e in events)):
+        params[f"a{i}"], params[f"b{i}"] = from_ms(start * 1000), from_ms(end * 1000)
+        ranges.append(f"(ts >= %(a{i})s AND ts < %(b{i})s)")
+    sql = (
+        "SELECT service, id, toUInt32(toStartOfMinute(ts)) "
+        f"FROM {identifier(database)}.{identifier(table)} "
+        f"WHERE service IN %(services)s AND ({' OR '.join(ranges)}) AND id IN %(ids)s"
+    )
+    return sql, params
+
+
+def _ts(ms: int) -> int:
+    """A DateTime column's value: epoch seconds (both backends take them as they are)."""
+    return ms // 1000
+
+
+def time_to_complete_ms(e: TransactionEvent) -> int:
+    """Started → completed, for a completion that says when it started; ABSENT otherwise."""
+    if e.outcome != "completed" or e.started_ms < 0 or e.started_ms > e.ts_ms:
+        return ABSENT
+    return e.ts_ms - e.started_ms
+
+
+def tx_columns(events: Sequence[TransactionEvent]) -> Columns:
+    ttc = [time_to_complete_ms(e) for e in events]
+    return {
+        "service": [e.service for e in events],
+        "id": [e.id for e in events],
+        "txn": [e.transaction_id for e in events],
+        "outcome": [e.outcome for e in events],
+        "channel": [e.channel for e in events],
+        "cost_e4": [e.cost_e4 for e in events],
+        "ts": [_ts(e.ts_ms) for e in events],
+        "ttc_ms": ttc,
+        "ttc_edge_ms": [bucket_edge_ms(t) if t >= 0 else ABSENT for t in ttc],
+        "received": [_ts(e.received_ms) for e in events],
+    }
+
+
+def rating_columns(events: Sequence[SatisfactionEvent]) -> Columns:
+    return {
+        "service": [e.service for e in events],
+        "id": [e.id for e in events],
+        "rating": [e.rating for e in events],
+        "comment": [e.comment for e in events],
+        "ts": [_ts(e.ts_ms) for e in events],
+        "received": [_ts(e.received_ms) for e in events],
+    }
+
+
+def probe_columns(events: Sequence[AvailabilityEvent]) -> Columns:
+    return {
+        "service": [e.service for e in events],
+        "ts": [_ts(e.ts_ms) for e in events],
+        "up": [int(e.up) for e in events],
+        "response_ms": [e.response_ms for e in events],
+        "status": [e.status for e in events],
+        "error": [e.error for e in events],
+    }
+
+
+def cost_columns(events: Sequence[CostEvent]) -> Columns:
+    return {
+        "service": [e.service for e in events],
+        "period": [e.period for e in events],
+        "start": [_ts(e.start_ms) for e in events],
+        "channel": [e.channel for e in events],
+        "amount_e4": [e.amount_e4 for e in events],
+        "id": [e.id for e in events],
+        "received_ms": [e.received_ms for e in events],
+    }
+
+
+COLUMNS: dict[str, Callable[[Any], Columns]] = {
+    "transaction": tx_columns,
+    "satisfaction": rating_columns,
+    "availability": probe_columns,
+    "cost": cost_columns,
+}
