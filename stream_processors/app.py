@@ -83,19 +83,20 @@ def make_app(settings: Settings, store: Store) -> Any:
             Message(e.message.topic, e.message.partition, e.message.offset, e.message.value) for e in batch
         ]
 
-    @app.agent(journey_topic, name="journey")
     async def journey(stream: Any) -> None:
         async for batch in stream.take_events(max_batch, within=within):
             events, dead = decode_batch(messages(batch))
             await dead_letter(dead)
             await sink.write(events)
 
-    @app.agent(records_topic, name="records")
     async def records(stream: Any) -> None:
         async for batch in stream.take_events(max_batch, within=within):
             ops, dead = decode_ops(messages(batch))
             await dead_letter(dead)
             await record_sink.write(ops)
+
+    app.agent(journey_topic, name="journey")(journey)
+    app.agent(records_topic, name="records")(records)
 
     # The KPI kinds: decode the kind's envelopes, dead-letter what is malformed, hand the
     # events to the kind's sink (counted: transactions, ratings; kept: probes, costs).
