@@ -21,6 +21,7 @@ from api.data_read import DataReader, data_read_router, legacy_read_router, opti
 from api.errors import install_error_handlers
 from api.ingest import ASGIApp, IngestFastPath, IngestService, Receive, Scope, Send
 from api.kpi_ingest import KpiIngest, kpi_ingest_router
+from api.kpi_read import kpi_router
 from api.op_status import StoreOpStatus, UpstreamOpStatus
 from api.read import LiveReader, read_router
 from api.responses import JSONBody
@@ -180,6 +181,16 @@ def _write_routes(
 
 def _read_routes(app: FastAPI, settings: Settings, store: Store, clock: Clock) -> DataReader:
     app.include_router(read_router(LiveReader(store, clock, settings.api.users_now_cache_ms)))
+    services = ServiceRegistryFile(settings.services_path)
+    app.include_router(
+        kpi_router(
+            store,
+            clock,
+            lambda slug: services.current().get(slug) is not None,
+            lambda group: [c.slug for c in services.current().entries.values() if c.group == group],
+            settings.api.kpi_cache_ms,
+        )
+    )
     return DataReader(RegistryFile(settings.registry_path), store, clock)
 
 

@@ -7,6 +7,7 @@ dashboards poll at the same moment (single flight): a live figure, not a per-req
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +26,8 @@ from pipeline.live import (
     users_now_sql,
 )
 from pipeline.store import Store
+
+log = logging.getLogger(__name__)
 
 
 class TtlCache:
@@ -47,6 +50,46 @@ class TtlCache:
         except Exception:
             self._entries.pop(key, None)
             raise
+
+
+class StaleWhileRevalidate:
+    """A cache for figures many dashboards poll: after the first computation of a key, a caller
+    never waits for one. An answer older than ``ttl_ms`` is still returned at once, and one
+    refresh (single flight) starts in the background; so a figure is at most ``ttl_ms`` plus one
+    computation old, and the read costs a dictionary lookup."""
+
+    def __init__(self, clock: Clock, ttl_ms: int) -> None:
+        self._clock = clock
+        self._ttl_ms = ttl_ms
+        self._values: dict[Any, tuple[int, Any]] = {}
+        self._refreshing: dict[Any, asyncio.Future[Any]] = {}
+
+    async def get(self, key: Any, compute: Callable[[], Awaitable[Any]]) -> Any:
+        entry = self._values.get(key)
+        if entry is None:
+            return await self._refresh(key, compute)
+        if self._clock.now_ms() >= entry[0] and key not in self._refreshing:
+            asyncio.ensure_future(self._refresh(key, compute)).add_done_callback(_log_failure)
+        return entry[1]
+
+    async def _refresh(self, key: Any, compute: Callable[[], Awaitable[Any]]) -> Any:
+        running = self._refreshing.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        started = self._clock.now_ms()
+        fut: asyncio.Future[Any] = asyncio.ensure_future(compute())
+        self._refreshing[key] = fut
+        try:
+            value = await asyncio.shield(fut)
+        finally:
+            self._refreshing.pop(key, None)
+        self._values[key] = (started + self._ttl_ms, value)
+        return value
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("refreshing a cached figure failed (the last one is served): %s", task.exception())
 
 
 class LiveReader:

@@ -59,6 +59,8 @@ class ApiSettings(BaseModel):
     max_batch_events: int = 1000
     max_field_chars: int = 512
     users_now_cache_ms: int = 100
+    kpi_cache_ms: int = 250
+    """A service's KPI summary is computed at most once per this many ms, however many poll it."""
     retry_after_s: int = 5
     max_write_bytes: int = 10 * 1024 * 1024
     """Write API: largest request body, after gzip decompression (the original's 10 MiB)."""

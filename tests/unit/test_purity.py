@@ -17,6 +17,7 @@ PURE_MODULES = [
     "pipeline.probes",
     "pipeline.kpi_rows",
     "pipeline.kpi",
+    "pipeline.kpi_sql",
     "pipeline.visitor",
     "pipeline.beacon",
     "pipeline.sql",

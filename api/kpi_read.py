@@ -1,0 +1,182 @@
+"""Read routes for KPIs: a service's summary and series, a group's cross-service figures.
+
+Each route parses, asks the core (``pipeline.kpi_sql``) for SQL, runs it on the store (the reads
+of one request in parallel threads), and has the core shape the rows. Which services exist and
+which belong to a group is asked of two plain callables, so these routes do not depend on how
+the registry is kept.
+
+A summary (and a group's figures) is computed at most once per ``cache_ms`` however many
+dashboards ask (``api.read.StaleWhileRevalidate``): after the first, no reader waits for a
+computation; an answer older than ``cache_ms`` is served while one refresh runs. Only known
+services and groups reach the cache, so its keys are bounded by the registry. A series names
+its own range, so it is not cached.
+
+Errors: an unknown service or group, or a name that cannot be one (checked against
+``pipeline.beacon.SLUG`` before anything reaches SQL), is 404 ``No service named X``; a bad
+or unknown parameter is 400 with a message saying what is wrong (``pipeline.errors.BadInput``,
+mapped in ``api.errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from api.read import StaleWhileRevalidate
+from api.responses import JSONBody
+from pipeline.beacon import SLUG
+from pipeline.clock import Clock
+from pipeline.errors import BadInput
+from pipeline.kpi_sql import (
+    DEFAULT_PERIOD,
+    SERIES_PERIODS,
+    SUMMARY_PERIODS,
+    Query,
+    group_json,
+    parse_period,
+    read_window,
+    series_aggs,
+    series_json,
+    series_queries,
+    series_query,
+    summary_json,
+    window_aggs,
+    window_queries,
+)
+from pipeline.store import Store
+from pipeline.windows import Period, previous_so_far_window, so_far_window
+
+ServiceExists = Callable[[str], bool]
+GroupServices = Callable[[str], Sequence[str]]
+MAX_NAME_SHOWN = 80
+_NO_STORE = {"Cache-Control": "no-cache"}
+
+
+def _shown(name: str) -> str:
+    return name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "…"
+
+
+class KpiReader:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        service_exists: ServiceExists,
+        group_services: GroupServices,
+        cache_ms: int,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self._exists = service_exists
+        self._members = group_services
+        self._cache = StaleWhileRevalidate(clock, cache_ms)
+
+    async def _run(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
+        return list(
+            await asyncio.gather(*(asyncio.to_thread(self.store.query, sql, p) for sql, p in queries))
+        )
+
+    def service(self, name: str) -> str:
+        """``name`` if it is a known service's slug; 404 otherwise."""
+        if not SLUG.fullmatch(name) or not self._exists(name):
+            raise BadInput(f"No service named {_shown(name)}", 404)
+        return name
+
+    def group(self, name: str) -> list[str]:
+        """The slugs of a known group's services; 404 for a group with none."""
+        members = (
+            sorted({s for s in self._members(name) if SLUG.fullmatch(s)}) if SLUG.fullmatch(name) else []
+        )
+        if not members:
+            raise BadInput(f"No group named {_shown(name)}", 404)
+        return members
+
+    async def _windows(self, services: list[str], windows: list[tuple[int, int]]) -> list[dict[str, Any]]:
+        db = self.store.database
+        rows = await self._run([q for w in windows for q in window_queries(db, services, *w)])
+        return [window_aggs(services, *w, rows[4 * i : 4 * i + 4]) for i, w in enumerate(windows)]
+
+    async def summary(self, service: str, period: Period) -> dict[str, Any]:
+        slug = self.service(service)
+
+        async def compute() -> dict[str, Any]:
+            now_ms = self.clock.now_ms()
+            current = read_window(*so_far_window(now_ms, period))
+            previous = read_window(*previous_so_far_window(now_ms, period))
+            cur, prev = await self._windows([slug], [current, previous])
+            return summary_json(slug, period, cur[slug], prev[slug])
+
+        result: dict[str, Any] = await self._cache.get(("service", slug, period), compute)
+        return result
+
+    async def series(
+        self, service: str, period: Period, start_at: str | None, end_at: str | None
+    ) -> dict[str, Any]:
+        q = series_query(self.service(service), period, start_at, end_at, self.clock.now_ms())
+        return series_json(q, series_aggs(q, await self._run(series_queries(self.store.database, q))))
+
+    async def group_figures(self, group: str, period: Period) -> dict[str, Any]:
+        services = self.group(group)
+
+        async def compute() -> dict[str, Any]:
+            window = read_window(*so_far_window(self.clock.now_ms(), period))
+            (aggs,) = await self._windows(services, [window])
+            return group_json(group, period, window, aggs)
+
+        result: dict[str, Any] = await self._cache.get(("group", group, period, tuple(services)), compute)
+        return result
+
+
+def _params(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The query parameters, each given at most once and each one of ``allowed``."""
+    out: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in allowed:
+            raise BadInput(f"unknown parameter {_shown(name)!r}: this route takes {', '.join(allowed)}")
+        if name in out:
+            raise BadInput(f"{name} is given more than once")
+        out[name] = value
+    return out
+
+
+def kpi_router(
+    store: Store,
+    clock: Clock,
+    service_exists: ServiceExists,
+    group_services: GroupServices,
+    cache_ms: int,
+) -> APIRouter:
+    """``GET /services/{service}/kpis``, ``GET /services/{service}/kpis/series`` and
+    ``GET /groups/{group}/kpis``. Needs the app's error handlers (``api.errors``)."""
+    reader = KpiReader(store, clock, service_exists, group_services, cache_ms)
+    router = APIRouter()
+
+    @router.get("/services/{service}/kpis")
+    async def service_kpis(service: str, request: Request) -> JSONBody:
+        """Every KPI for the period so far, against the same span of the previous period."""
+        reader.service(service)
+        args = _params(request, ("period",))
+        period = parse_period(args.get("period"), SUMMARY_PERIODS, DEFAULT_PERIOD)
+        return JSONBody(await reader.summary(service, period), headers=_NO_STORE)
+
+    @router.get("/services/{service}/kpis/series")
+    async def service_kpi_series(service: str, request: Request) -> JSONBody:
+        """Every KPI per bucket of ``period`` from ``start_at`` to ``end_at``."""
+        reader.service(service)
+        args = _params(request, ("period", "start_at", "end_at"))
+        period = parse_period(args.get("period"), SERIES_PERIODS, "day")
+        body = await reader.series(service, period, args.get("start_at"), args.get("end_at"))
+        return JSONBody(body, headers=_NO_STORE)
+
+    @router.get("/groups/{group}/kpis")
+    async def group_kpis(group: str, request: Request) -> JSONBody:
+        """The group's services' figures for the period so far, and across them."""
+        reader.group(group)
+        args = _params(request, ("period",))
+        period = parse_period(args.get("period"), SUMMARY_PERIODS, DEFAULT_PERIOD)
+        return JSONBody(await reader.group_figures(group, period), headers=_NO_STORE)
+
+    return router
