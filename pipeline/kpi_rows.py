@@ -3,9 +3,9 @@
 Transactions and ratings are counted (``schemas/ddl/0003_kpi.sql``), so the processor inserts
 an event only if it is not stored yet. An event is identified by its service, its id and the
 minute of its own timestamp: a client's retry carries the same id and timestamp, and a
-replayed Kafka message carries the very same event, so both are found. The lookup reads only
-the minutes a batch touches (``minute_ranges``), which the events table's key
-``(service, ts, id)`` narrows to a few granules.
+replayed Kafka message carries the very same event, so both are found. The sink keeps the ids
+of the minutes it is writing in memory, loaded from the events table once per minute
+(``minute_ids_query``, which the table's key ``(service, ts, id)`` narrows to that minute).
 """
 
 from __future__ import annotations
@@ -54,33 +54,23 @@ def first_of_each(events: Iterable[C]) -> list[C]:
     return out
 
 
-def minute_ranges(minutes: Iterable[int]) -> list[tuple[int, int]]:
-    """Half-open ``[start, end)`` second ranges covering the given minute starts, adjacent
-    minutes merged, in order."""
-    out: list[tuple[int, int]] = []
-    for m in sorted(set(minutes)):
-        if out and out[-1][1] == m:
-            out[-1] = (out[-1][0], m + 60)
-        else:
-            out.append((m, m + 60))
-    return out
-
-
-def stored_keys_query(database: str, table: str, events: Sequence[Counted]) -> tuple[str, dict[str, Any]]:
-    """SQL (with its parameters) for the keys of ``events`` already in ``table``; it answers
-    rows of (service, id, minute second)."""
-    params: dict[str, Any] = {
-        "services": sorted({e.service for e in events}),
-        "ids": sorted({e.id for e in events}),
-    }
-    ranges = []
-    for i, (start, end) in enumerate(minute_ranges(event_key(e)[2] for e in events)):
-        params[f"a{i}"], params[f"b{i}"] = from_ms(start * 1000), from_ms(end * 1000)
-        ranges.append(f"(ts >= %(a{i})s AND ts < %(b{i})s)")
+def minute_ids_query(
+    database: str, table: str, minutes: Sequence[tuple[str, int]]
+) -> tuple[str, dict[str, Any]]:
+    """SQL (with its parameters) for the ids stored in ``table`` in the given (service, minute
+    second) pairs; it answers rows of (service, minute second, id)."""
+    params: dict[str, Any] = {}
+    parts = []
+    for i, (service, minute) in enumerate(sorted(set(minutes))):
+        params[f"s{i}"], params[f"a{i}"], params[f"b{i}"] = (
+            service,
+            from_ms(minute * 1000),
+            from_ms((minute + 60) * 1000),
+        )
+        parts.append(f"(service = %(s{i})s AND ts >= %(a{i})s AND ts < %(b{i})s)")
     sql = (
-        "SELECT service, id, toUInt32(toStartOfMinute(ts)) "
-        f"FROM {identifier(database)}.{identifier(table)} "
-        f"WHERE service IN %(services)s AND ({' OR '.join(ranges)}) AND id IN %(ids)s"
+        "SELECT service, toUInt32(toStartOfMinute(ts)), id "
+        f"FROM {identifier(database)}.{identifier(table)} WHERE {' OR '.join(parts)}"
     )
     return sql, params
 

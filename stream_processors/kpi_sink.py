@@ -1,7 +1,7 @@
 """The ClickHouse sinks of the KPI event kinds (``schemas/ddl/0003_kpi.sql``).
 
-* Counted kinds (transactions, ratings): per batch, drop repeats within the batch, look the
-  rest up in the events table (``pipeline.kpi_rows.stored_keys_query``) and insert only the new
+* Counted kinds (transactions, ratings): per batch, drop repeats within the batch, drop the
+  events already stored (their (service, id, minute), see ``CountedSink``) and insert the new
   ones into the kind's Null table, whose views update the events table and the minute, hour
   and day sums in that one insert. So a replayed message or a client's retry adds nothing.
   Every event of a service travels on one partition, so one worker at a time counts it.
@@ -14,18 +14,29 @@ does the agent let Faust commit the batch's offsets.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Generic
 
-from pipeline.kpi_rows import C, Columns, Key, event_key, first_of_each, stored_keys_query
+from pipeline.kpi_rows import C, Columns, event_key, first_of_each, minute_ids_query
 from pipeline.store import Store
 from stream_processors.retry import until_stored
 
-LOOKUP_CHUNK = 5000
-"""Events per duplicate lookup: bounds the size of the query's id list."""
+LOOKUP_CHUNK = 200
+"""(service, minute) pairs per load: bounds the size of the query."""
+RELOAD_S = 30.0
+FORGET_S = 120.0
 
 
 class CountedSink(Generic[C]):
+    """Inserts only events whose (service, id, minute) is not stored yet.
+
+    The ids of each (service, minute) the sink writes are kept in memory: loaded from the events
+    table the first time a batch touches that minute, and again once they are ``reload_s`` old
+    (so a write by another worker, during a rebalance, is seen), then kept up to date with what
+    the sink inserts. A minute unused for ``forget_s`` is dropped. A failure drops them all."""
+
     def __init__(
         self,
         store: Store,
@@ -34,34 +45,60 @@ class CountedSink(Generic[C]):
         events_table: str,
         in_table: str,
         columns: Callable[[Sequence[C]], Columns],
+        reload_s: float = RELOAD_S,
+        forget_s: float = FORGET_S,
     ) -> None:
         self._store = store
         self._backoff_s = retry_backoff_ms / 1000
         self._events_table = events_table
         self._in_table = in_table
         self._columns = columns
+        self._reload_s = reload_s
+        self._forget_s = forget_s
+        self._minutes: dict[tuple[str, int], _Minute] = {}
 
     async def write(self, events: list[C]) -> None:
         if events:
             await until_stored(
-                lambda: self._apply(events), f"storing {len(events)} {self._in_table} events", self._backoff_s
+                lambda: self._apply(events),
+                f"storing {len(events)} {self._in_table} events",
+                self._backoff_s,
+                on_failure=self._minutes.clear,
             )
 
     def _apply(self, events: list[C]) -> None:
+        now = time.monotonic()
         unique = first_of_each(events)
-        stored = self._stored(unique)
-        fresh = [e for e in unique if event_key(e) not in stored]
+        keys = [event_key(e) for e in unique]
+        self._load({(s, m) for s, _, m in keys}, now)
+        fresh = [e for e, (s, i, m) in zip(unique, keys, strict=True) if i not in self._minutes[s, m].ids]
         if fresh:
             self._store.insert(self._in_table, self._columns(fresh))
+            for s, i, m in (event_key(e) for e in fresh):
+                self._minutes[s, m].ids.add(i)
+        for key in [k for k, v in self._minutes.items() if now - v.used > self._forget_s]:
+            del self._minutes[key]
 
-    def _stored(self, events: list[C]) -> set[Key]:
-        found: set[Key] = set()
-        for i in range(0, len(events), LOOKUP_CHUNK):
-            sql, params = stored_keys_query(
-                self._store.database, self._events_table, events[i : i + LOOKUP_CHUNK]
-            )
-            found.update((str(s), str(id_), int(m)) for s, id_, m in self._store.query(sql, params))
-        return found
+    def _load(self, wanted: set[tuple[str, int]], now: float) -> None:
+        stale = sorted(
+            k for k in wanted if k not in self._minutes or now - self._minutes[k].loaded > self._reload_s
+        )
+        for i in range(0, len(stale), LOOKUP_CHUNK):
+            chunk = stale[i : i + LOOKUP_CHUNK]
+            sql, params = minute_ids_query(self._store.database, self._events_table, chunk)
+            loaded = {k: _Minute(now) for k in chunk}
+            for service, minute, id_ in self._store.query(sql, params):
+                loaded[str(service), int(minute)].ids.add(str(id_))
+            self._minutes.update(loaded)
+        for k in wanted:
+            self._minutes[k].used = now
+
+
+@dataclass
+class _Minute:
+    loaded: float
+    used: float = 0.0
+    ids: set[str] = field(default_factory=set)
 
 
 class KeptSink:

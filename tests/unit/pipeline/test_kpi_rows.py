@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-
-from hypothesis import given
-from hypothesis import strategies as st
-
 from pipeline.kpi import bucket_edge_ms
 from pipeline.kpi_rows import (
     event_key,
     first_of_each,
-    minute_ranges,
-    stored_keys_query,
+    minute_ids_query,
     time_to_complete_ms,
     tx_columns,
 )
@@ -38,32 +32,18 @@ def test_repeats_in_a_batch_keep_the_first() -> None:
     assert first_of_each([a1, b, a2, a_next_minute]) == [a1, b, a_next_minute]
 
 
-def test_minute_ranges_merge_adjacent_minutes() -> None:
-    assert minute_ranges([600, 0, 60, 600, 180]) == [(0, 120), (180, 240), (600, 660)]
-    assert minute_ranges([]) == []
-
-
-@given(st.sets(st.integers(0, 10_000)))
-def test_minute_ranges_cover_exactly_the_minutes(minutes: set[int]) -> None:
-    starts = {m * 60 for m in minutes}
-    ranges = minute_ranges(starts)
-    covered = {s for a, b in ranges for s in range(a, b, 60)}
-    assert covered == starts
-    assert all(b1 < a2 for (_, b1), (a2, _) in itertools.pairwise(ranges))
-
-
-def test_the_lookup_binds_every_value_and_reads_only_the_batch_minutes() -> None:
-    events = [tx("x'); DROP TABLE tx_events; --", T), tx("b", T + 60_000, service="svc-2")]
-    sql, params = stored_keys_query("perf", "tx_events", events)
+def test_the_lookup_binds_every_value_and_reads_only_the_given_minutes() -> None:
+    minute = T // 1000
+    sql, params = minute_ids_query("perf", "tx_events", [("svc-2", minute + 60), ("x'); --", minute)])
     assert sql == (
-        "SELECT service, id, toUInt32(toStartOfMinute(ts)) FROM perf.tx_events "
-        "WHERE service IN %(services)s AND ((ts >= %(a0)s AND ts < %(b0)s)) AND id IN %(ids)s"
+        "SELECT service, toUInt32(toStartOfMinute(ts)), id FROM perf.tx_events WHERE "
+        "(service = %(s0)s AND ts >= %(a0)s AND ts < %(b0)s) OR "
+        "(service = %(s1)s AND ts >= %(a1)s AND ts < %(b1)s)"
     )
-    assert params["services"] == ["svc", "svc-2"]
     rendered = render(sql, params)
-    assert "toDateTime('2023-11-14 22:14:00', 'UTC')" in rendered
-    assert "toDateTime('2023-11-14 22:16:00', 'UTC')" in rendered
-    assert "'x\\'); DROP TABLE tx_events; --'" in rendered
+    assert "service = 'svc-2' AND ts >= toDateTime('2023-11-14 22:15:00', 'UTC')" in rendered
+    assert "AND ts < toDateTime('2023-11-14 22:16:00', 'UTC')" in rendered
+    assert "service = 'x\\'); --'" in rendered
 
 
 def test_time_to_complete_only_for_completions_that_say_when_they_started() -> None:
