@@ -158,6 +158,12 @@ def orjson_line(doc: object) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["bench", "kpi"]:  # the live-KPI targets, on a stack of its own
+        from pipeline import bench_kpi
+
+        kpi_parser = argparse.ArgumentParser(prog="perfplat bench kpi")
+        bench_kpi.add_arguments(kpi_parser)
+        return bench_kpi.main(kpi_parser.parse_args(argv[2:]))
     if argv[:2] == ["bench", "data-sets"]:  # the data-set API's targets, on a stack of its own
         from pipeline import bench_datasets
 
