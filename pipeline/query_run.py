@@ -5,7 +5,8 @@ A grouped query over whole days reads the day rollup when its fields allow (one 
 extra statement checks, once per query, that the fields it groups and filters on hold no
 number). The shift needs the first answer (which bucket is the first with data) before the second
 statement can be built, so a nested or period-only ``duration`` query whose first bucket is
-empty costs two statements; every other query costs one.
+empty costs two statements; every other query costs one, plus, for a raw query, the small
+statement that fixes its snapshot (``query_sql.snapshot_sql``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from pipeline.query import Query, Window, shift_window
 from pipeline.query_shape import check_span, shape, shift_amount, to_csv
-from pipeline.query_sql import build, numeric_check, rollup_slots
+from pipeline.query_sql import Snapshot, build, numeric_check, rollup_slots, snapshot_sql
 from pipeline.record_rows import SlotMap
 
 Run = Callable[[str, Mapping[str, Any]], list[tuple[Any, ...]]]
@@ -40,11 +41,15 @@ def execute(
             numbers_in_dims[dims] = int(run(sql, params)[0][0]) > 0
         return not numbers_in_dims.get(dims, False)
 
-    result = _once(query, query.window, data_set, slots, database, run, use_rollup)
+    snapshot = None
+    if query.is_raw:
+        ((epoch, version),) = run(*snapshot_sql(data_set, database))
+        snapshot = Snapshot(int(epoch or 0), int(version or 0))
+    result = _once(query, query.window, data_set, slots, database, run, use_rollup, snapshot)
     amount = shift_amount(query, result["data"])
     if amount and query.period is not None:
         window = shift_window(query.window, query.period, amount)
-        result = _once(query, window, data_set, slots, database, run, use_rollup)
+        result = _once(query, window, data_set, slots, database, run, use_rollup, snapshot)
     return result
 
 
@@ -56,7 +61,8 @@ def _once(
     database: str,
     run: Run,
     use_rollup: Callable[[Window], bool],
+    snapshot: Snapshot | None,
 ) -> dict[str, Any]:
     check_span(query, window)
-    compiled = build(query, data_set, slots, database, window, rollup=use_rollup(window))
+    compiled = build(query, data_set, slots, database, window, rollup=use_rollup(window), snapshot=snapshot)
     return shape(query, compiled.columns, run(compiled.sql, compiled.params), window)

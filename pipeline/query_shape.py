@@ -110,7 +110,7 @@ def shape(
 ) -> dict[str, Any]:
     """The response document for the rows a ``query_sql.build`` statement returned."""
     if query.is_raw:
-        return {"data": [raw_record(row) for row in rows]}
+        return {"data": [raw_record(row) for row in newest_per_id(rows)]}
     check_span(query, window)
     cells = read_cells(query, columns, rows)
     for c in query.collect:
@@ -127,10 +127,25 @@ def shape(
     return {"data": data}
 
 
+def newest_per_id(rows: Iterable[Sequence[Any]]) -> list[Sequence[Any]]:
+    """Raw rows (``RAW_COLUMNS``) in order, each ``_id`` once: at the place of its highest version
+    (two rows of one ``_id`` reach here only when a merge ran between the statement's reads)."""
+    rows = list(rows)
+    best: dict[str, tuple[int, int]] = {}
+    for i, row in enumerate(rows):
+        version = int(row[5])
+        if row[0] not in best or version > best[row[0]][1]:
+            best[row[0]] = (i, version)
+    if len(best) == len(rows):
+        return rows
+    keep = {i for i, _ in best.values()}
+    return [row for i, row in enumerate(rows) if i in keep]
+
+
 def raw_record(row: Sequence[Any]) -> dict[str, Any]:
     """A stored record as the original answered it: user fields, ``_id``, ``_timestamp``
     (seconds: the store keeps no milliseconds), the six period starts, ``_updated_at``."""
-    rid, ts, has_ts, updated, doc = row
+    rid, ts, has_ts, updated, doc = row[:5]
     record: dict[str, Any] = decode(doc)
     record["_id"] = str(rid)
     if int(has_ts):

@@ -18,6 +18,14 @@ What the statement reads (``schemas/ddl/0002_records.sql``):
   208 ms for ``cityHash64(bucket, slot)`` with the test in WHERE and 275 ms for a GROUP BY over
   both columns. Adding the bucket (< 2^32) to the fields' hash cannot collide more often than
   the 64-bit hash itself;
+- a raw query reads ``records`` several times (the cancelled ids, the newest versions, two
+  branches), and each read sees the parts committed when it starts. A write landing between
+  them would show an ``_id`` twice (old and new row, its cancel row unseen) or not at all, so
+  a raw query is built on a ``Snapshot``: the epoch and highest version read just before
+  (``snapshot_sql``), and every read keeps ``version <= `` that. The sink writes a batch's rows
+  of one month in one block, so all rows up to a seen version are visible together. A merge
+  can still collapse a cancelled pair between two reads, which shows the newer row of that
+  ``_id`` beside the older one: ``query_shape`` keeps the highest ``version`` of an ``_id``;
 - a raw query keeps the ``sign = 1`` rows that nothing cancelled: an ``_id`` without a cancel
   row in range keeps its row, an ``_id`` with one keeps only its highest ``version`` (every
   later write of an ``_id`` first cancels its live row, so the newest row is the live one when
@@ -52,7 +60,7 @@ BUCKETS = {
 """The bucket column: hour → epoch seconds, week → weeks since Monday 1969-12-29 (toMonday
 wraps or clamps below 1970-01-05 depending on the engine), the others → days since 1970-01-01."""
 
-RAW_COLUMNS = ("id", "ts", "has_ts", "updated", "doc")
+RAW_COLUMNS = ("id", "ts", "has_ts", "updated", "doc", "version")
 _NEEDS: dict[Method, tuple[str, ...]] = {
     "count": ("n",),
     "sum": ("n", "bad", "fl", "isum", "fsum"),
@@ -81,6 +89,27 @@ class _Params:
         return f"%({name})s"
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A data set's latest epoch and highest record version at one moment (``snapshot_sql``)."""
+
+    epoch: int
+    version: int
+
+
+def snapshot_sql(data_set: str, database: str) -> tuple[str, dict[str, Any]]:
+    """One row: the data set's latest epoch and its records' highest version (0 when none)."""
+    db = identifier(database)
+    return (
+        "SELECT max(e), max(v) FROM (\n"
+        f"SELECT max(epoch) AS e, toUInt64(0) AS v FROM {db}.data_set_epochs WHERE data_set = %(ds)s\n"
+        "UNION ALL\n"
+        f"SELECT toUInt64(0) AS e, max(version) AS v FROM {db}.records WHERE data_set = %(ds)s\n"
+        ")",
+        {"ds": data_set},
+    )
+
+
 def build(
     query: Query,
     data_set: str,
@@ -88,14 +117,16 @@ def build(
     database: str,
     window: Window | None = None,
     rollup: bool = False,
+    snapshot: Snapshot | None = None,
 ) -> Compiled:
     """The statement for ``query`` over ``window`` (default: the query's own window); from
     ``record_days`` when ``rollup`` (the caller has checked ``rollup_slots`` and that those
-    slots never hold a number)."""
+    slots never hold a number). A raw query reads as of ``snapshot`` when given (the caller
+    should give one: see the module's notes)."""
     db = identifier(database)
     params = _Params({"ds": data_set})
     src = _ROLLUP if rollup else _RECORDS
-    where = _where(query, window or query.window, slots, db, params, src)
+    where = _where(query, window or query.window, slots, db, params, src, snapshot if query.is_raw else None)
     if query.is_raw:
         return _raw(query, slots, db, where, params)
     return _grouped(query, slots, db, where, params, src)
@@ -164,12 +195,25 @@ def collect_parts(query: Query) -> dict[str, tuple[str, ...]]:
 
 
 def _where(
-    query: Query, window: Window, slots: SlotMap, db: str, params: _Params, src: _Source = _RECORDS
+    query: Query,
+    window: Window,
+    slots: SlotMap,
+    db: str,
+    params: _Params,
+    src: _Source = _RECORDS,
+    snapshot: Snapshot | None = None,
 ) -> list[str]:
-    out = [
-        "data_set = %(ds)s",
-        f"epoch = (SELECT max(epoch) FROM {db}.data_set_epochs WHERE data_set = %(ds)s)",
-    ]
+    if snapshot is None:
+        out = [
+            "data_set = %(ds)s",
+            f"epoch = (SELECT max(epoch) FROM {db}.data_set_epochs WHERE data_set = %(ds)s)",
+        ]
+    else:
+        out = [
+            "data_set = %(ds)s",
+            f"epoch = {params.add(snapshot.epoch)}",
+            f"version <= {params.add(snapshot.version)}",
+        ]
     if window.start is not None or window.end is not None or query.period is not None:
         out.append("has_ts = 1")
     if window.start is not None:
@@ -202,11 +246,11 @@ def _raw(query: Query, slots: SlotMap, db: str, where: list[str], params: _Param
     newest = f"SELECT id, max(version) FROM {db}.records WHERE {w} AND id IN ({cancelled}) GROUP BY id"
     order = _raw_order(query, slots)
     cols = ", ".join(
-        ["id", "toUInt32(ts) AS t", "has_ts", "toUInt32(updated) AS u", "doc"]
+        ["id", "toUInt32(ts) AS t", "has_ts", "toUInt32(updated) AS u", "doc", "version"]
         + [f"{expr} AS o{i}" for i, (expr, _) in enumerate(order)]
     )
     sql = (
-        "SELECT id, t, has_ts, u, doc\n"
+        "SELECT id, t, has_ts, u, doc, version\n"
         "FROM (\n"
         f"SELECT {cols}\n"
         f"FROM {db}.records\n"

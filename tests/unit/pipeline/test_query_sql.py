@@ -10,7 +10,16 @@ from urllib.parse import parse_qsl
 import pytest
 
 from pipeline.query import Query, Window, parse_query
-from pipeline.query_sql import Compiled, build, collect_parts, numeric_check, rollup_slots
+from pipeline.query_shape import newest_per_id
+from pipeline.query_sql import (
+    Compiled,
+    Snapshot,
+    build,
+    collect_parts,
+    numeric_check,
+    rollup_slots,
+    snapshot_sql,
+)
 from pipeline.record_rows import SlotMap
 from pipeline.sql import render
 
@@ -26,12 +35,12 @@ def compile_(text: str, window: Window | None = None) -> Compiled:
 
 
 def raw_sql(w: str, order: list[tuple[str, str]], limit: str = "") -> str:
-    cols = "id, toUInt32(ts) AS t, has_ts, toUInt32(updated) AS u, doc, " + ", ".join(
+    cols = "id, toUInt32(ts) AS t, has_ts, toUInt32(updated) AS u, doc, version, " + ", ".join(
         f"{expr} AS o{i}" for i, (expr, _) in enumerate(order)
     )
     cancelled = f"SELECT id FROM perf.records WHERE {w} AND sign = -1"
     return (
-        "SELECT id, t, has_ts, u, doc\n"
+        "SELECT id, t, has_ts, u, doc, version\n"
         "FROM (\n"
         f"SELECT {cols}\n"
         "FROM perf.records\n"
@@ -52,7 +61,30 @@ def test_raw_default() -> None:
     assert c.sql == raw_sql(BASE, [("toUInt32(ts)", ""), ("id", "")])
     assert c.sql.endswith(") AS r\nORDER BY o0, o1")
     assert c.params == {"ds": "ds"}
-    assert c.columns == ("id", "ts", "has_ts", "updated", "doc")
+    assert c.columns == ("id", "ts", "has_ts", "updated", "doc", "version")
+
+
+def test_a_raw_query_on_a_snapshot_binds_its_epoch_and_bounds_every_read_by_its_version() -> None:
+    query = parse_query([], True, NOW)
+    c = build(query, "ds", SLOTS, "perf", snapshot=Snapshot(epoch=7, version=1234))
+    w = "data_set = %(ds)s AND epoch = %(p1)s AND version <= %(p2)s"
+    assert c.sql == raw_sql(w, [("toUInt32(ts)", ""), ("id", "")])
+    # both branches, the newest versions and the three reads of the cancelled ids
+    assert c.sql.count("version <= %(p2)s") == 6
+    assert "data_set_epochs" not in c.sql
+    assert (c.params["p1"], c.params["p2"]) == (7, 1234)
+
+
+def test_a_grouped_query_ignores_a_snapshot() -> None:
+    query = parse_query([("group_by", "channel")], True, NOW)
+    assert build(query, "ds", SLOTS, "perf", snapshot=Snapshot(7, 1234)) == build(query, "ds", SLOTS, "perf")
+
+
+def test_the_snapshot_statement_reads_the_latest_epoch_and_highest_version_of_one_set() -> None:
+    sql, params = snapshot_sql("ds", "perf")
+    assert params == {"ds": "ds"}
+    assert "max(epoch)" in sql and "perf.data_set_epochs WHERE data_set = %(ds)s" in sql
+    assert "max(version)" in sql and "perf.records WHERE data_set = %(ds)s" in sql
 
 
 def test_raw_filtered_sorted_limited() -> None:
@@ -301,3 +333,14 @@ def test_the_numeric_check_counts_numbers_in_the_dimensions() -> None:
         f"SELECT countIf(d0 = '#' OR d5 = '#') FROM perf.record_days WHERE data_set = %(ds)s AND {EPOCH}"
     )
     assert params == {"ds": "ds"}
+
+
+def test_raw_rows_keep_each_id_once_at_its_highest_version() -> None:
+    rows = [
+        ("a", 10, 1, 10, '{"n":1}', 3),
+        ("b", 11, 1, 11, '{"n":2}', 9),
+        ("a", 12, 1, 12, '{"n":3}', 7),
+        ("c", 13, 1, 13, '{"n":4}', 5),
+    ]
+    assert newest_per_id(rows) == [rows[1], rows[2], rows[3]]
+    assert newest_per_id(rows[1:]) == rows[1:]
