@@ -30,6 +30,7 @@ from api.responses import JSONBody
 from pipeline.beacon import SLUG
 from pipeline.clock import Clock
 from pipeline.errors import BadInput
+from pipeline.journey_sql import journey_counts, journey_json, journey_window_sql
 from pipeline.kpi_sql import (
     DEFAULT_PERIOD,
     SERIES_PERIODS,
@@ -96,8 +97,10 @@ class KpiReader:
 
     async def _windows(self, services: list[str], windows: list[tuple[int, int]]) -> list[dict[str, Any]]:
         db = self.store.database
-        rows = await self._run([q for w in windows for q in window_queries(db, services, *w)])
-        return [window_aggs(services, *w, rows[4 * i : 4 * i + 4]) for i, w in enumerate(windows)]
+        per_window = [window_queries(db, services, *w) for w in windows]
+        rows = await self._run([q for qs in per_window for q in qs])
+        n = len(per_window[0]) if per_window else 0
+        return [window_aggs(services, *w, rows[n * i : n * i + n]) for i, w in enumerate(windows)]
 
     async def summary(self, service: str, period: Period) -> dict[str, Any]:
         slug = self.service(service)
@@ -117,6 +120,17 @@ class KpiReader:
     ) -> dict[str, Any]:
         q = series_query(self.service(service), period, start_at, end_at, self.clock.now_ms())
         return series_json(q, series_aggs(q, await self._run(series_queries(self.store.database, q))))
+
+    async def journey(self, service: str, period: Period) -> dict[str, Any]:
+        slug = self.service(service)
+
+        async def compute() -> dict[str, Any]:
+            window = read_window(*so_far_window(self.clock.now_ms(), period))
+            (rows,) = await self._run([journey_window_sql(self.store.database, [slug], *window)])
+            return journey_json(slug, period, window, journey_counts(rows).get(slug, {}))
+
+        result: dict[str, Any] = await self._cache.get(("journey", slug, period), compute)
+        return result
 
     async def group_figures(self, group: str, period: Period) -> dict[str, Any]:
         services = self.group(group)
@@ -149,8 +163,9 @@ def kpi_router(
     group_services: GroupServices,
     cache_ms: int,
 ) -> APIRouter:
-    """``GET /services/{service}/kpis``, ``GET /services/{service}/kpis/series`` and
-    ``GET /groups/{group}/kpis``. Needs the app's error handlers (``api.errors``)."""
+    """``GET /services/{service}/kpis``, ``GET /services/{service}/kpis/series``,
+    ``GET /services/{service}/journey`` and ``GET /groups/{group}/kpis``. Needs the app's error
+    handlers (``api.errors``)."""
     reader = KpiReader(store, clock, service_exists, group_services, cache_ms)
     router = APIRouter()
 
@@ -170,6 +185,15 @@ def kpi_router(
         period = parse_period(args.get("period"), SERIES_PERIODS, "day")
         body = await reader.series(service, period, args.get("start_at"), args.get("end_at"))
         return JSONBody(body, headers=_NO_STORE)
+
+    @router.get("/services/{service}/journey")
+    async def service_journey(service: str, request: Request) -> JSONBody:
+        """The journey funnel for the period so far: events per stage, starts, dones, completion
+        rate, and help and error events by label."""
+        reader.service(service)
+        args = _params(request, ("period",))
+        period = parse_period(args.get("period"), SUMMARY_PERIODS, DEFAULT_PERIOD)
+        return JSONBody(await reader.journey(service, period), headers=_NO_STORE)
 
     @router.get("/groups/{group}/kpis")
     async def group_kpis(group: str, request: Request) -> JSONBody:

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from pipeline.clock import iso_utc
 from pipeline.errors import BadInput
+from pipeline.journey_sql import journey_agg, journey_counts, journey_window_sql
 from pipeline.kpi import (
     CHANNELS,
     HISTOGRAM_EDGES_MS,
@@ -84,8 +85,8 @@ LAST_INSTANT = datetime(2100, 1, 1, tzinfo=UTC)
 """Series bounds must lie in ``[FIRST_INSTANT, LAST_INSTANT]``: inside what a DateTime holds on
 18.16 (to 2106), with room to round up to a whole year."""
 JOURNEY_KPIS = frozenset({"journey_starts", "journey_completion_rate"})
-"""Left out of these responses: journey figures need the service's journey configuration to tell
-starts from dones, and are read elsewhere; here they would always say 0 and null."""
+"""Left out of series (:func:`series_json`, :func:`kpi_values`): a series reads no journey counts
+per bucket; a summary has them (``pipeline.journey_sql``)."""
 SERVICE_KPIS: tuple[str, ...] = tuple(k for k in KPI_NAMES if k not in JOURNEY_KPIS)
 UNITS: dict[str, str] = {
     k: v["unit"]
@@ -338,13 +339,14 @@ def _minutes(start_s: int, end_s: int) -> tuple[int, int]:
 
 
 def window_queries(database: str, services: Sequence[str], start_s: int, end_s: int) -> list[Query]:
-    """The four reads of a window — transactions, ratings, probes, costs — for
+    """The reads of a window — transactions, ratings, probes, costs, journeys — for
     :func:`window_aggs`."""
     return [
         tx_window_sql(database, services, start_s, end_s),
         rating_window_sql(database, services, start_s, end_s),
         probe_window_sql(database, services, start_s, end_s),
         cost_sql(database, services, start_s, end_s),
+        journey_window_sql(database, services, start_s, end_s),
     ]
 
 
@@ -354,9 +356,9 @@ def window_aggs(
     """Each service's ``WindowAggs`` for ``[start_s, end_s)`` (as :func:`read_window` gives it)
     from the rows of :func:`window_queries`, in that order. A service without data gets empty
     aggregates."""
-    tx_rows, rating_rows, probe_rows, cost_rows = results
+    tx_rows, rating_rows, probe_rows, cost_rows, journey_rows = results
     tx, ratings, probes = tx_aggs(tx_rows), rating_aggs(rating_rows), probe_aggs(probe_rows)
-    costs = period_costs(cost_rows)
+    costs, journeys = period_costs(cost_rows), journey_counts(journey_rows)
     start_ms, end_ms = start_s * 1000, end_s * 1000
     return {
         s: WindowAggs(
@@ -365,6 +367,7 @@ def window_aggs(
             tx=tx.get(s, TxAgg()),
             ratings=ratings.get(s, RatingAgg()),
             probes=probes.get(s, ProbeAgg()),
+            journey=journey_agg(journeys.get(s, {})),
             period_cost_e4=attributed_cost_e4(costs.get(s, ()), start_ms, end_ms),
         )
         for s in services
@@ -568,15 +571,15 @@ def volumes(tx: TxAgg) -> dict[str, dict[str, int]]:
 
 
 def summary_json(service: str, period: Period, current: WindowAggs, previous: WindowAggs) -> dict[str, Any]:
-    """``pipeline.kpi.kpi_summary`` of the two windows (journey figures left out, see
-    :data:`JOURNEY_KPIS`), with the service and the volumes by channel and outcome of both."""
+    """``pipeline.kpi.kpi_summary`` of the two windows, with the service and the volumes by
+    channel and outcome of both."""
     summary = kpi_summary(period, current, previous)
     return {
         "service": service,
         "period": summary["period"],
         "window": summary["window"],
         "previous_window": summary["previous_window"],
-        "kpis": {k: v for k, v in summary["kpis"].items() if k not in JOURNEY_KPIS},
+        "kpis": summary["kpis"],
         "volumes": {"window": volumes(current.tx), "previous_window": volumes(previous.tx)},
     }
 

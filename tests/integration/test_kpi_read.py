@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,8 @@ from pipeline.kpi import (
     CHANNELS,
     HISTOGRAM_EDGES_MS,
     OUTCOMES,
+    JourneyAgg,
+    JourneyFact,
     PeriodCost,
     ProbeFact,
     TxFact,
@@ -39,6 +42,7 @@ from pipeline.kpi import (
     attributed_cost_e4,
     bucket_edge_ms,
     cross_service,
+    journey_agg_of,
     kpi_summary,
     pounds,
     probe_agg_of,
@@ -61,9 +65,11 @@ from pipeline.store import Store
 from pipeline.windows import PERIODS, Period, period_next, previous_so_far_window, so_far_window, window_of
 from schemas.availability import AvailabilityEvent, probe_result
 from schemas.cost import CostEvent
+from schemas.journey import JourneyEvent
 from schemas.migrations import migrate
 from schemas.satisfaction import SatisfactionEvent
 from schemas.transaction import TransactionEvent
+from stream_processors.sink import journey_columns
 
 pytestmark = pytest.mark.integration
 
@@ -117,6 +123,7 @@ class Data:
     ratings: list[SatisfactionEvent]
     probes: list[AvailabilityEvent]
     costs: list[CostEvent]
+    journeys: list[JourneyEvent]
 
 
 def _instant(rnd: random.Random) -> int:
@@ -176,7 +183,23 @@ def make_data(seed: int = 3) -> Data:
         CostEvent("c8", "svc-b", "year", ms(2023, 1, 1), "all", 365, 1),
         CostEvent("c9", "svc-b", "quarter", ms(2023, 10, 1), "phone", 5, 1),
     ]
-    return Data(tx, ratings, list(probes.values()), costs)
+    journeys = []
+    steps = [
+        ("stage", "start"),
+        ("stage", "details"),
+        ("stage", "pay"),
+        ("stage", "done"),
+        ("stage", "Start"),
+    ]
+    steps += [("help", "info"), ("help", "<b>fees</b>"), ("error", "card-declined"), ("other", "start")]
+    for service, n in zip(SERVICES, (900, 400, 0), strict=True):
+        for i, ts in enumerate([_instant(rnd) for _ in range(n)] + (EDGES if n else [])):
+            action, label = rnd.choice(steps)
+            kind = "page" if action == "stage" else "click"
+            journeys.append(
+                JourneyEvent(f"{service}-j{i}", service, action, label, kind, "/p", ts, ts, i % 50)
+            )
+    return Data(tx, ratings, list(probes.values()), costs, journeys)
 
 
 STALE_COSTS = [  # older posts of two keys above, arriving after them: they must not win
@@ -195,6 +218,14 @@ def load(store: Store, data: Data) -> None:
     store.insert("probes", probe_columns(rnd.sample(data.probes, 100)))
     store.insert("costs", cost_columns(data.costs))
     store.insert("costs", cost_columns(STALE_COSTS))
+    # journey tables are partitioned by day, and an insert may touch at most 100 partitions
+    resent = random.Random(6).sample(data.journeys, 300)
+    for events in (data.journeys, resent):
+        by_quarter: dict[int, list[JourneyEvent]] = {}
+        for e in events:
+            by_quarter.setdefault(e.ts_ms // (90 * 86_400_000), []).append(e)
+        for chunk in by_quarter.values():
+            store.insert("journey_in", journey_columns(chunk))
 
 
 @pytest.fixture
@@ -235,7 +266,23 @@ def expected_costs(data: Data, service: str) -> list[PeriodCost]:
     return out
 
 
-def expected_aggs(data: Data, service: str, start_ms: int, end_ms: int) -> WindowAggs:
+def expected_journey(data: Data, service: str, start_ms: int, end_ms: int) -> JourneyAgg:
+    """Starts are ``stage:start`` events, dones ``stage:done``, clicks the help and error events
+    by label; every event id once (the test loads some twice)."""
+    facts = []
+    for e in {
+        e.id: e for e in data.journeys if e.service == service and start_ms <= e.ts_ms < end_ms
+    }.values():
+        if e.action == "stage" and e.label in ("start", "done"):
+            facts.append(JourneyFact(e.label))  # type: ignore[arg-type]
+        elif e.action in ("help", "error"):
+            facts.append(JourneyFact(e.action, e.label))  # type: ignore[arg-type]
+    return journey_agg_of(facts)
+
+
+def expected_aggs(data: Data, service: str, start_ms: int, end_ms: int, journeys: bool = True) -> WindowAggs:
+    """What the read side must find; a series reads no journeys (``journeys=False``)."""
+
     def inside(ts_ms: int) -> bool:
         return start_ms <= ts_ms < end_ms
 
@@ -251,6 +298,7 @@ def expected_aggs(data: Data, service: str, start_ms: int, end_ms: int) -> Windo
         probes=probe_agg_of(
             ProbeFact(p.up, p.response_ms) for p in data.probes if p.service == service and inside(p.ts_ms)
         ),
+        journey=expected_journey(data, service, start_ms, end_ms) if journeys else JourneyAgg(),
         period_cost_e4=attributed_cost_e4(expected_costs(data, service), start_ms, end_ms),
     )
 
@@ -268,7 +316,7 @@ def expected_summary(data: Data, service: str, period: Period, now_ms: int) -> d
         "period": period,
         "window": full["window"],
         "previous_window": full["previous_window"],
-        "kpis": {k: v for k, v in full["kpis"].items() if not k.startswith("journey_")},
+        "kpis": full["kpis"],
         "volumes": {"window": vol(cur), "previous_window": vol(prev)},
     }
     parsed: dict[str, Any] = orjson.loads(orjson.dumps(body))
@@ -293,7 +341,7 @@ def expected_buckets(
     out = []
     while first < end_ms:
         _, nxt = window_of(first, period)
-        out.append(expected_aggs(data, service, first, nxt))
+        out.append(expected_aggs(data, service, first, nxt, journeys=False))
         first = nxt
     return out
 
@@ -441,7 +489,8 @@ def test_summary_route_equals_kpi_summary_of_the_independent_count(loaded: Store
         body = client.get("/services/svc-a/kpis").json()
         client.close()
     assert body == expected_summary(data, "svc-a", "week", NOW + 10 * CACHE_MS)
-    assert not JOURNEY_KPIS & set(body["kpis"])
+    assert body["kpis"]["journey_starts"]["value"] > 0
+    assert body["kpis"]["journey_completion_rate"]["value"] is not None
     assert body["window"] == {"start": "2024-04-01T00:00:00+00:00", "end": "2024-04-03T10:17:00+00:00"}
     assert body["kpis"]["transactions_started"]["value"] > 0
     assert body["kpis"]["availability"]["value"] is not None
@@ -471,6 +520,46 @@ def test_a_summary_is_served_from_cache_and_refreshed_after_the_ttl(
     assert (
         after["volumes"]["window"]["phone"]["started"] == before["volumes"]["window"]["phone"]["started"] + 1
     )
+
+
+def test_journey_route_gives_the_funnel_help_and_errors_of_an_independent_count(
+    client: Client, data: Data
+) -> None:
+    for period in SUMMARY_PERIODS:
+        r = client.get("/services/svc-a/journey", params={"period": period})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        start, end = read_window_ms(so_far_window(NOW, period))
+        seen = {e.id: e for e in data.journeys if e.service == "svc-a" and start <= e.ts_ms < end}
+        counts = Counter((e.action, e.label) for e in seen.values())
+        assert body["window"] == {"start": iso_utc(start), "end": iso_utc(end)}
+        assert (body["starts"], body["dones"]) == (counts["stage", "start"], counts["stage", "done"])
+        assert body["completion_rate"] == pytest.approx(counts["stage", "done"] / counts["stage", "start"])
+        stages = [(row["label"], row["events"]) for row in body["stages"]]
+        assert stages[0] == ("start", counts["stage", "start"]) and stages[-1] == (
+            "done",
+            counts["stage", "done"],
+        )
+        middle = sorted(
+            ((lb, n) for (a, lb), n in counts.items() if a == "stage" and lb not in ("start", "done")),
+            key=lambda x: (-x[1], x[0]),
+        )
+        assert stages[1:-1] == middle, period
+        assert all(
+            row["share_of_starts"] == pytest.approx(row["events"] / counts["stage", "start"])
+            for row in body["stages"]
+        )
+        for key, action in (("help", "help"), ("errors", "error")):
+            want = sorted(
+                ((lb, n) for (a, lb), n in counts.items() if a == action), key=lambda x: (-x[1], x[0])
+            )
+            assert [(row["label"], row["events"]) for row in body[key]] == want
+            assert body[f"{key}_other"] == 0
+    quiet = client.get("/services/svc_c-9/journey", params={"period": "day"}).json()
+    assert (quiet["starts"], quiet["completion_rate"], quiet["help"]) == (0, None, [])
+    assert [row["label"] for row in quiet["stages"]] == ["start", "done"]
+    assert client.get("/services/nobody/journey").status_code == 404
+    assert client.get("/services/svc-a/journey", params={"period": "hour"}).status_code == 400
 
 
 def test_series_route_equals_the_independent_count(client: Client, data: Data) -> None:

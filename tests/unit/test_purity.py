@@ -18,6 +18,7 @@ PURE_MODULES = [
     "pipeline.kpi_rows",
     "pipeline.kpi",
     "pipeline.kpi_sql",
+    "pipeline.journey_sql",
     "pipeline.visitor",
     "pipeline.beacon",
     "pipeline.sql",
