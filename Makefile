@@ -57,5 +57,10 @@ bench: $(STAMP)
 bench-data-sets: $(STAMP) system-deps
 	$(BIN)/perfplat bench data-sets $(ARGS)
 
+## the browser beacon: install the locked minifier, build producers/beacon/dist/beacon.min.js (commit it)
+.PHONY: beacon
+beacon:
+	cd producers/beacon && npm ci --no-audit --no-fund && npm run --silent build
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,227 @@
+// A tiny fake browser for the beacon's tests: just the DOM, navigator and timer surface the
+// script touches, every transport recorded. The script runs in a fresh `vm` context per page,
+// so each test loads it exactly as a browser would (an IIFE on a global `window`).
+import { readFileSync } from 'node:fs';
+import { webcrypto } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import vm from 'node:vm';
+
+export const SOURCE = fileURLToPath(new URL('../beacon.js', import.meta.url));
+export const DIST = fileURLToPath(new URL('../dist/beacon.min.js', import.meta.url));
+// Every behaviour test runs on the readable source and on the minified file that is served.
+export const BUILDS = { source: SOURCE, minified: DIST };
+
+export class FakeElement {
+  constructor(tag, attrs = {}, children = []) {
+    this.tagName = tag.toUpperCase();
+    this.attrs = { ...attrs };
+    this.children = children;
+    this.parentNode = null;
+    for (const child of children) child.parentNode = this;
+  }
+
+  getAttribute(name) {
+    return Object.hasOwn(this.attrs, name) ? String(this.attrs[name]) : null;
+  }
+
+  get src() {
+    return this.attrs.src ?? '';
+  }
+
+  *walk() {
+    yield this;
+    for (const child of this.children) yield* child.walk();
+  }
+}
+
+export const el = (tag, attrs, ...children) => new FakeElement(tag, attrs, children);
+
+// `[data-journey]`, `script[data-service]`: the only selectors the script uses.
+function matches(element, selector) {
+  const m = /^([a-z]*)\[([\w-]+)\]$/.exec(selector);
+  if (!m) throw new Error(`fake DOM: unsupported selector ${selector}`);
+  return (!m[1] || element.tagName === m[1].toUpperCase()) && element.getAttribute(m[2]) !== null;
+}
+
+// Timers the test moves by hand.
+class Clock {
+  constructor() {
+    this.now = 0;
+    this.timers = new Map();
+    this.nextId = 1;
+    this.delays = [];
+  }
+
+  setTimeout(fn, ms = 0) {
+    const id = this.nextId++;
+    this.timers.set(id, { at: this.now + ms, fn });
+    this.delays.push(ms);
+    return id;
+  }
+
+  clearTimeout(id) {
+    this.timers.delete(id);
+  }
+
+  advance(ms) {
+    const until = this.now + ms;
+    for (;;) {
+      const due = [...this.timers].filter(([, t]) => t.at <= until).sort((a, b) => a[1].at - b[1].at);
+      if (!due.length) break;
+      const [id, timer] = due[0];
+      this.timers.delete(id);
+      this.now = timer.at;
+      timer.fn();
+    }
+    this.now = until;
+  }
+}
+
+/**
+ * A page: `body` is a list of FakeElements; `script` the attributes of the beacon's own tag
+ * (null: no currentScript). Transports: `beacon(url, body)` returns what sendBeacon returns
+ * (null: no sendBeacon; `sent.beacons` holds refused calls too); `fetch(url, init)` returns a
+ * status, throws, or returns a rejected promise (null: no fetch); `image` false removes Image.
+ */
+export function page({
+  body = [],
+  script = { src: 'https://perf.example/beacon.js', 'data-service': 'apply-passport' },
+  beacon = () => true,
+  fetch = () => 202,
+  image = true,
+  readyState = 'interactive',
+  href = 'https://www.example.gov.uk/apply/start?ref=abc#top',
+  globals = {},
+} = {}) {
+  const clock = new Clock();
+  const sent = { beacons: [], fetches: [], pixels: [], cookies: [], storage: [] };
+  const listeners = { document: [], window: [] };
+  const root = el('html', {}, el('head', {}, ...(script ? [el('script', script)] : [])), el('body', {}, ...body));
+  const all = () => [...root.walk()];
+
+  const document = {
+    readyState,
+    visibilityState: 'visible',
+    currentScript: script ? all().find((e) => e.tagName === 'SCRIPT') : null,
+    querySelector: (selector) => all().find((e) => matches(e, selector)) ?? null,
+    addEventListener: (type, fn, capture) => listeners.document.push({ type, fn, capture }),
+    get cookie() {
+      sent.cookies.push('read');
+      return '';
+    },
+    set cookie(value) {
+      sent.cookies.push(value);
+    },
+  };
+  const url = new URL(href);
+  const storage = (name) =>
+    new Proxy(
+      {},
+      {
+        get(_, key) {
+          sent.storage.push(`${name}.${String(key)}`);
+          return () => null;
+        },
+      },
+    );
+  const window = {
+    document,
+    location: { href: url.href, origin: url.origin, pathname: url.pathname, search: url.search },
+    navigator: beacon
+      ? {
+          sendBeacon(target, data) {
+            const record = { url: target, body: data, events: JSON.parse(data), accepted: false };
+            sent.beacons.push(record);
+            record.accepted = beacon(target, data);
+            return record.accepted;
+          },
+        }
+      : {},
+    crypto: webcrypto,
+    URL,
+    setTimeout: (fn, ms) => clock.setTimeout(fn, ms),
+    clearTimeout: (id) => clock.clearTimeout(id),
+    addEventListener: (type, fn, capture) => listeners.window.push({ type, fn, capture }),
+    get localStorage() {
+      return storage('localStorage');
+    },
+    get sessionStorage() {
+      return storage('sessionStorage');
+    },
+    ...globals,
+  };
+  if (fetch) {
+    window.fetch = (target, init) => {
+      const status = fetch(target, init); // a throw here: the request never left
+      sent.fetches.push({ url: target, init, events: JSON.parse(init.body) });
+      if (status instanceof Promise) return status;
+      return Promise.resolve({ status, ok: status >= 200 && status < 300 });
+    };
+  }
+  if (image) {
+    window.Image = class {
+      set src(value) {
+        sent.pixels.push(value);
+      }
+    };
+  }
+  window.window = window;
+  const context = vm.createContext(window);
+
+  const fire = (target, type, event = {}) => {
+    for (const l of listeners[target]) if (l.type === type) l.fn(event);
+  };
+
+  return {
+    window,
+    document,
+    root,
+    sent,
+    clock,
+    listeners,
+    /** Loads the script as the page would; returns what its evaluation threw, if anything. */
+    load(file) {
+      try {
+        vm.runInContext(readFileSync(file, 'utf8'), context, { filename: file });
+        return null;
+      } catch (error) {
+        return error;
+      }
+    },
+    run: (code) => vm.runInContext(code, context),
+    get perfplat() {
+      return window.perfplat;
+    },
+    find: (predicate) => all().find(predicate),
+    click(target) {
+      fire('document', 'click', { type: 'click', target });
+    },
+    ready() {
+      document.readyState = 'interactive';
+      fire('document', 'DOMContentLoaded');
+    },
+    hide() {
+      document.visibilityState = 'hidden';
+      fire('document', 'visibilitychange');
+    },
+    show() {
+      document.visibilityState = 'visible';
+      fire('document', 'visibilitychange');
+    },
+    pagehide() {
+      fire('window', 'pagehide', { persisted: false });
+    },
+    /** Every event that left the page, whatever the transport, in order. */
+    events() {
+      const fromPixel = (u) => Object.fromEntries(new URL(u, url.href).searchParams);
+      return [
+        ...sent.beacons.filter((b) => b.accepted).flatMap((b) => b.events),
+        ...sent.fetches.flatMap((f) => f.events),
+        ...sent.pixels.map(fromPixel),
+      ];
+    },
+  };
+}
+
+/** Lets pending promise callbacks (fetch answers) run. */
+export const settle = () => new Promise((resolve) => setImmediate(resolve));
