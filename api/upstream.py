@@ -63,6 +63,41 @@ class UpstreamPool:
             return status, headers, body
         raise UpstreamUnavailable("read side unavailable")  # pragma: no cover - loop always returns
 
+    async def stream(
+        self, target: str, extra: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> tuple[int, list[tuple[bytes, bytes]], asyncio.StreamReader, asyncio.StreamWriter]:
+        """A response that does not end (Server-Sent Events): its status, headers and the open
+        connection, whose reader yields the body as the read side writes it (chunked, as uvicorn
+        sends a body of unknown length). The caller closes the writer when its client goes."""
+        more = b"".join(k + b": " + v + b"\r\n" for k, v in extra)
+        request = (
+            b"GET "
+            + target.encode("latin-1")
+            + b" HTTP/1.1\r\nhost: read\r\nconnection: close\r\n"
+            + more
+            + b"\r\n"
+        )
+        reader, writer = await self._connect()
+        try:
+            writer.write(request)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._timeout_s)
+            lines = head[:-4].split(b"\r\n")
+            status = int(lines[0].split(b" ", 2)[1])
+        except (
+            TimeoutError,
+            OSError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+        ) as exc:
+            writer.close()
+            raise UpstreamUnavailable(f"read side unavailable: {exc!r}") from None
+        headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers.append((name.strip().lower(), value.strip()))
+        return status, headers, reader, writer
+
     def _take(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         now = time.monotonic()
         while self._idle:

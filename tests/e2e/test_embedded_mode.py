@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import unique
 from tests.e2e.conftest import minute_total, users_now, wait_for_worker
+from tests.support.sse import subscribe
 from tests.support.stack import EmbeddedStack, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -58,6 +59,10 @@ def test_up_serves_beacon_and_live_figures_then_ctrl_c_stops_everything(tmp_path
             assert r.status_code == 202, r.text
         wait_until(lambda: users_now(base, service) == 4, 30)
         wait_until(lambda: minute_total(base, service) == 40, 30)
+        # a dashboard's EventSource on the one base URL: the ingest process relays the stream
+        with httpx.Client(base_url=base, timeout=10) as client, subscribe(client, "/live") as sse:
+            figures, _ = sse.figures()
+            assert figures["users_now"] == users_now(base, None) >= 4
         children = _children_of(stack.up.proc.pid)  # type: ignore[union-attr]
         assert len(children) >= 3  # broker, core, ingest
     finally:
