@@ -9,6 +9,7 @@ are a raw ASGI layer in front of FastAPI, see ``api.ingest``):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,14 +18,17 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.admin import admin_router, services_admin_router
+from api.alerts import AlertReader, AlertRunner, alerts_router
 from api.data_read import DataReader, data_read_router, legacy_read_router, options_router, status_router
 from api.errors import install_error_handlers
 from api.ingest import ASGIApp, IngestFastPath, IngestService, Receive, Scope, Send
 from api.kpi_ingest import KpiIngest, kpi_ingest_router
 from api.kpi_read import kpi_router
+from api.live_stream import live_router
 from api.op_status import StoreOpStatus, UpstreamOpStatus
 from api.read import LiveReader, read_router
 from api.responses import JSONBody
+from api.static_files import static_files_router
 from api.upstream import UpstreamPool, UpstreamUnavailable
 from api.writes import OpStatus, WriteService, legacy_write_router, write_router
 from pipeline.beacon import Limits
@@ -36,13 +40,14 @@ from pipeline.store import Store
 from pipeline.visitor import SaltCache
 from producers.publisher import KafkaPublisher, KpiPublisher
 
-FORWARDED_HEADERS = (b"authorization", b"if-none-match", b"origin", b"govuk-request-id")
+FORWARDED_HEADERS = (b"authorization", b"if-none-match", b"origin", b"govuk-request-id", b"accept-encoding")
 HOP_HEADERS = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length"})
 
 
 def _base(settings: Settings, title: str, lifespan: object = None) -> FastAPI:
     app = FastAPI(title=title, default_response_class=JSONBody, lifespan=lifespan)  # type: ignore[arg-type]
     install_error_handlers(app, settings.api.retry_after_s)
+    app.include_router(static_files_router())
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.api.cors_origins,
@@ -120,6 +125,8 @@ class _Forward:
         request_headers = dict(scope["headers"])
         accept = request_headers.get(b"accept", b"*/*")
         extra = tuple((k, request_headers[k]) for k in FORWARDED_HEADERS if k in request_headers)
+        if accept.startswith(b"text/event-stream"):
+            return await self._stream(target, extra, receive, send)
         try:
             status, headers, body = await self.upstream.get(target, accept, extra)
         except UpstreamUnavailable as exc:
@@ -129,6 +136,51 @@ class _Forward:
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _stream(
+        self, target: str, extra: tuple[tuple[bytes, bytes], ...], receive: Receive, send: Send
+    ) -> None:
+        """A Server-Sent Events route (``EventSource`` asks with ``Accept: text/event-stream``):
+        relayed as the read side writes it, until either end goes."""
+        try:
+            status, headers, reader, writer = await self.upstream.stream(target, extra)
+        except UpstreamUnavailable as exc:
+            body = orjson.dumps({"status": "error", "message": str(exc)})
+            headers = [(b"content-type", b"application/json"), (b"retry-after", self.retry_after)]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        chunked = (b"transfer-encoding", b"chunked") in headers
+        headers = [(k, v) for k, v in headers if k not in HOP_HEADERS]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+
+        async def relay() -> None:
+            while chunk := await (read_chunk(reader) if chunked else reader.read(65_536)):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        async def client_gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        tasks = [asyncio.ensure_future(relay()), asyncio.ensure_future(client_gone())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            writer.close()
+        if tasks[0] in done and not tasks[0].cancelled() and tasks[0].exception() is None:
+            await send({"type": "http.response.body", "body": b""})
+
+
+async def read_chunk(reader: asyncio.StreamReader) -> bytes:
+    """The next chunk of a chunked HTTP/1.1 body; ``b""`` at its end (a zero-size chunk)."""
+    size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip(), 16)
+    if size == 0:
+        return b""
+    data = await reader.readexactly(size + 2)
+    return data[:-2]
 
 
 class _NeverApplied:
@@ -191,14 +243,37 @@ def _read_routes(app: FastAPI, settings: Settings, store: Store, clock: Clock) -
             settings.api.kpi_cache_ms,
         )
     )
+    app.include_router(
+        live_router(
+            LiveReader(store, clock, settings.api.users_now_cache_ms),
+            store,
+            clock,
+            lambda slug: services.current().get(slug) is not None,
+            settings.api.sse_interval_ms,
+        )
+    )
     return DataReader(RegistryFile(settings.registry_path), store, clock)
+
+
+def _alerts(app: FastAPI, settings: Settings, store: Store, clock: Clock) -> AlertRunner:
+    """``GET /services/{service}/alerts``, and the evaluator the caller's lifespan runs."""
+    services = ServiceRegistryFile(settings.services_path)
+    app.include_router(alerts_router(AlertReader(store, services)))
+    return AlertRunner(store, clock, services, RegistryFile(settings.registry_path), settings.alerts)
 
 
 def read_app(settings: Settings, store: Store, clock: Clock | None = None) -> FastAPI:
     """The embedded core's read side (writes arrive at the ingest process)."""
     clock = clock or SystemClock()
-    app = _base(settings, "perfplat read")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with alerts.running():
+            yield
+
+    app = _base(settings, "perfplat read", lifespan)
     reader = _read_routes(app, settings, store, clock)
+    alerts = _alerts(app, settings, store, clock)
     app.include_router(status_router(reader))
     app.include_router(admin_router(reader.registry, settings.admin_token.get_secret_value()))
     app.include_router(
@@ -220,11 +295,13 @@ def api_app(settings: Settings, store: Store, clock: Clock | None = None) -> ASG
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await publisher.start()
-        yield
+        async with alerts.running():
+            yield
         await publisher.close()
 
     app = _base(settings, "perfplat", lifespan)
     reader = _read_routes(app, settings, store, clock)
+    alerts = _alerts(app, settings, store, clock)
     writes = _writes(settings, reader.registry, publisher, StoreOpStatus(store), clock)
     _write_routes(app, settings, reader.registry, writes, publisher, reader)
     return _with_ingest(app, settings, _ingest_service(settings, publisher, clock))

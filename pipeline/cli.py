@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     configure.add_argument("name")
     configure.add_argument("--set", action="append", default=[], metavar="KEY=JSON", required=True)
     _services_parser(sub)
+    _alerts_parser(sub)
     sub.add_parser("probe", help="check every service's health-check URL on its schedule (availability)")
     return p
 
@@ -150,6 +151,48 @@ def _services(args: argparse.Namespace, path: Path) -> int:
     return 1
 
 
+def _alerts_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    al = sub.add_parser("alerts", help="a service's alert rules, their states and notifications")
+    al_sub = al.add_subparsers(dest="action", required=True)
+    ls = al_sub.add_parser("list", help="the rules with their states, then the last notifications")
+    ls.add_argument("service")
+    ls.add_argument("--url", help="base URL of the running API (default http://<api.host>:<api.port>)")
+    ls.add_argument("--json", action="store_true", help="print the API's JSON as it is")
+
+
+def _alerts(args: argparse.Namespace, default_url: str) -> int:
+    """Asks the running API (the store may belong to another process: chdb allows one)."""
+    from urllib.parse import quote
+
+    import httpx
+
+    base = (args.url or default_url).rstrip("/")
+    try:
+        answer = httpx.get(f"{base}/services/{quote(args.service, safe='')}/alerts", timeout=10)
+        doc = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        sys.stderr.write(f"no answer from the API at {base}: {exc}\n")
+        return 1
+    if answer.status_code != 200:
+        sys.stderr.write(f"{doc.get('message', answer.status_code) if isinstance(doc, dict) else doc}\n")
+        return 1
+    if args.json:
+        sys.stdout.write(orjson_line(doc))
+        return 0
+    for rule in doc["rules"]:
+        state = rule["state"]
+        if rule["kind"] == "kpi":
+            what = f"{rule['kpi']} {rule['op']} {rule['threshold']:g} ({rule['period']})"
+        else:
+            what = f"{rule['data_set']} not updated within max_age_expected"
+        since = f" since {state['since']}" if state["since"] else ""
+        sys.stdout.write(f"{rule['id']}: {state['status']}{since}, value {state['value']}; {what}\n")
+    for n in doc["notifications"]:
+        sent = "delivered" if n["delivered"] else f"not delivered ({n['attempts']} attempts: {n['error']})"
+        sys.stdout.write(f"{n['at']} {n['rule']} {n['status']} value {n['value']}: {sent}\n")
+    return 0
+
+
 def orjson_line(doc: object) -> str:
     import orjson
 
@@ -195,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _datasets(args, settings.registry_path)
     if args.command == "services":
         return _services(args, settings.services_path)
+    if args.command == "alerts":
+        return _alerts(args, f"http://{settings.api.host}:{settings.api.port}")
     if args.command == "probe":
         from producers.prober import run_prober
 

@@ -4,7 +4,7 @@ A service is what the beacon and the KPI events call ``service``: its ``slug`` (
 SLUG) is the key. The registry gives it a display ``name``, the department ``group`` it belongs
 to, the ``health_check_url`` the availability prober checks every ``probe_interval_s`` (what
 Pingdom did for the original platform), the hashed bearer token of its write APIs
-(transactions, costs), and its ``alerts``, kept as given for now.
+(transactions, costs), and its ``alerts`` (rules checked by ``pipeline.alerts``).
 
 The registry lives in one JSON file the operator may edit (``PERFPLAT_SERVICES_FILE``, default
 ``<data_dir>/services.json``)::
@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from pipeline.alerts import parse_rules
 from pipeline.beacon import SLUG
 from pipeline.registry_file import JsonRegistryFile, hash_token
 
@@ -55,7 +56,7 @@ class ServiceConfig:
     """Longest wait for the whole check (redirects included); shorter than the interval."""
     token_hash: str = ""
     alerts: tuple[dict[str, Any], ...] = ()
-    """Alert rules, as plain JSON objects (their meaning is defined elsewhere)."""
+    """Alert rules, as plain JSON objects, checked by ``pipeline.alerts.parse_rules``."""
 
     @property
     def key(self) -> str:
@@ -102,6 +103,7 @@ class ServiceConfig:
             orjson.dumps(self.alerts)
         except TypeError:  # orjson.JSONEncodeError
             raise ValueError("alerts must be a list of JSON objects") from None
+        parse_rules(self.alerts)  # ValueError names the wrong rule (pipeline.alerts)
         return self
 
     def as_public(self) -> dict[str, Any]:

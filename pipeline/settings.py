@@ -61,6 +61,9 @@ class ApiSettings(BaseModel):
     users_now_cache_ms: int = 100
     kpi_cache_ms: int = 250
     """A service's KPI summary is computed at most once per this many ms, however many poll it."""
+    sse_interval_ms: int = 1000
+    """Live event streams read each service's (and the platform's) figures once per this many ms,
+    however many subscribe, and push an event only when they changed."""
     retry_after_s: int = 5
     max_write_bytes: int = 10 * 1024 * 1024
     """Write API: largest request body, after gzip decompression (the original's 10 MiB)."""
@@ -77,6 +80,20 @@ class WorkerSettings(BaseModel):
     """CPU niceness of the embedded core process (worker + chdb) relative to ingest."""
 
 
+class AlertSettings(BaseModel):
+    enabled: bool = True
+    """Evaluate the services' alert rules in the process that reads the store (``api.alerts``)."""
+    interval_s: float = Field(default=30.0, gt=0)
+    """How often every rule is evaluated, and undelivered notifications are sent again."""
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_attempts: int = Field(default=3, ge=1)
+    """POSTs of one notification per evaluation before it waits for the next one."""
+    webhook_backoff_ms: int = Field(default=500, ge=0)
+    """Wait before the second POST, doubled before each further one."""
+    max_delivery_age_s: int = Field(default=86_400, gt=0)
+    """A notification not delivered within this long is no longer sent."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PERFPLAT_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -86,6 +103,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     data_dir: Path = Path("var")
     datasets_file: Path | None = None
     """The data-set registry (JSON); default ``<data_dir>/datasets.json``."""
