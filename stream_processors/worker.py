@@ -43,7 +43,7 @@ def run_worker(settings: Settings, serve_read: bool) -> None:
             host=settings.api.host,
             port=settings.api.read_port,
             loop="none",
-            lifespan="off",
+            lifespan="on",  # the read app's lifespan runs the alert evaluator
             access_log=False,
             log_level="warning",
         )
