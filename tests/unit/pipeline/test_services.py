@@ -38,7 +38,17 @@ def test_a_service_in_full_round_trips_through_its_document() -> None:
         "probe_interval_s": 30,
         "probe_timeout_s": 2.5,
         "token_hash": "",
-        "alerts": [{"kind": "down-for", "minutes": 5}, {"any": ["json", 1, None]}],
+        "alerts": [
+            {"id": "late", "data_set": "a/b", "webhook": "https://h.example/"},
+            {
+                "id": "slow",
+                "kpi": "completion_rate",
+                "op": "below",
+                "threshold": 0.8,
+                "period": "hour",
+                "webhook": "https://h.example/",
+            },
+        ],
     }
     service = ServiceConfig.from_doc(doc)
     assert service.probed and service.key == "vehicle_tax"
@@ -211,8 +221,14 @@ def test_create_rotate_configure(tmp_path: Path) -> None:
     stored = a.reload().services["s"].token_hash
     assert token_matches(new, stored) and not token_matches(token, stored)
     assert a.create(ServiceConfig("t", "T"), token="given") == "given"
-    changed = a.configure("s", health_check_url="https://s.example/health", alerts=[{"x": 1}])
-    assert changed.health_check_url == "https://s.example/health" and changed.alerts == ({"x": 1},)
+    changed = a.configure(
+        "s",
+        health_check_url="https://s.example/health",
+        alerts=[{"id": "late", "data_set": "a/b", "webhook": "https://h.example/"}],
+    )
+    assert changed.health_check_url == "https://s.example/health" and changed.alerts == (
+        {"id": "late", "data_set": "a/b", "webhook": "https://h.example/"},
+    )
     assert token_matches(new, changed.token_hash)  # configuring keeps the token
     with pytest.raises(KeyError):
         a.configure("nope", name="N")
@@ -248,7 +264,7 @@ def test_the_command_adds_lists_configures_and_rotates(
             "--set",
             "probe_interval_s=30",
             "--set",
-            'alerts=[{"kind": "down"}]',
+            'alerts=[{"id": "late", "data_set": "a/b", "webhook": "https://h.example/"}]',
         ]
     )
     out = capsys.readouterr().out
@@ -256,7 +272,11 @@ def test_the_command_adds_lists_configures_and_rotates(
     token = out.rsplit(" ", 1)[1].strip()
     stored = ServiceRegistryFile(services_file).current().services["apply-passport"]
     assert token_matches(token, stored.token_hash)
-    assert (stored.group, stored.probe_interval_s, stored.alerts) == ("hmpo", 30, ({"kind": "down"},))
+    assert (stored.group, stored.probe_interval_s, stored.alerts) == (
+        "hmpo",
+        30,
+        ({"id": "late", "data_set": "a/b", "webhook": "https://h.example/"},),
+    )
 
     assert cli.main(["services", "add", "b", "--name", "B", "--token", "mine"]) == 0
     assert capsys.readouterr().out == "added b; bearer token (shown once): mine\n"
@@ -351,7 +371,12 @@ def test_the_admin_api_creates_lists_configures_and_rotates(tmp_path: Path) -> N
             (
                 "POST",
                 "/_admin/services",
-                {"slug": "s", "name": "S", "health_check_url": "https://s.example/", "alerts": [{"a": 1}]},
+                {
+                    "slug": "s",
+                    "name": "S",
+                    "health_check_url": "https://s.example/",
+                    "alerts": [{"id": "late", "data_set": "a/b", "webhook": "https://h.example/"}],
+                },
             ),
             ("GET", "/_admin/services", None),
             ("PATCH", "/_admin/services/s", {"probe_interval_s": 120, "name": "Ess"}),
@@ -369,7 +394,7 @@ def test_the_admin_api_creates_lists_configures_and_rotates(tmp_path: Path) -> N
         "health_check_url": "https://s.example/",
         "probe_interval_s": 60,
         "probe_timeout_s": 10,
-        "alerts": [{"a": 1}],
+        "alerts": [{"id": "late", "data_set": "a/b", "webhook": "https://h.example/"}],
     }
     assert listed.json() == [body]
     assert patched.status_code == 200
