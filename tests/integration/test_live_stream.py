@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -40,6 +39,7 @@ from schemas.journey import JourneyEvent
 from schemas.migrations import migrate
 from schemas.transaction import TransactionEvent
 from stream_processors.sink import journey_columns
+from tests.support.sse import Sse
 from tests.support.stack import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -114,42 +114,6 @@ class Served:
             return sorted(t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(TASK_PREFIX))
 
         return asyncio.run_coroutine_threadsafe(names(), self.loop).result(5)
-
-
-class Sse:
-    """One subscriber: the response's bytes read as the SSE specification reads them."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self._chunks = response.iter_raw()
-        self._buffer = b""
-
-    def _line(self) -> str:
-        while b"\n" not in self._buffer:
-            self._buffer += next(self._chunks)
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return line.decode()
-
-    def frame(self) -> dict[str, str]:
-        """The next dispatched block: its fields, or ``{"comment": …}`` for a comment line."""
-        fields: dict[str, str] = {}
-        while True:
-            line = self._line()
-            if line == "":
-                if fields:
-                    return fields
-            elif line.startswith(":"):
-                return {"comment": line[1:].strip()}
-            else:
-                name, _, value = line.partition(":")
-                fields[name] = value.removeprefix(" ")
-
-    def event(self) -> tuple[dict[str, str], dict[str, Any], float]:
-        """The next figures event (keep-alives skipped): fields, figures, arrival time."""
-        while "event" not in (fields := self.frame()):
-            assert set(fields) == {"comment"}, fields
-        assert fields["event"] == "figures"
-        return fields, orjson.loads(fields["data"]), time.monotonic()
 
 
 @contextlib.contextmanager

@@ -39,12 +39,17 @@ class Sse:
                 name, _, value = line.partition(":")
                 fields[name] = value.removeprefix(" ")
 
-    def figures(self) -> tuple[dict[str, Any], float]:
-        """The next figures event's data (keep-alives skipped) and its arrival time."""
+    def event(self) -> tuple[dict[str, str], dict[str, Any], float]:
+        """The next figures event (keep-alives skipped): fields, figures, arrival time."""
         while "event" not in (fields := self.frame()):
             assert set(fields) == {"comment"}, fields
         assert fields["event"] == "figures"
-        return orjson.loads(fields["data"]), time.monotonic()
+        return fields, orjson.loads(fields["data"]), time.monotonic()
+
+    def figures(self) -> tuple[dict[str, Any], float]:
+        """The next figures event's data (keep-alives skipped) and its arrival time."""
+        _, figures, at = self.event()
+        return figures, at
 
 
 @contextlib.contextmanager
