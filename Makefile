@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+ASSETS_CSS := api/assets/dist/govuk.css
 
-.PHONY: run test unit integration e2e lint bench bench-data-sets install system-deps clean
+.PHONY: run test unit integration e2e lint bench bench-data-sets install system-deps browser-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,10 +14,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(ASSETS_CSS)
+
+## the dashboards' styles: GOV.UK Frontend's Sass from the npm registry (locked), compiled with
+## perfplat's settings (api/assets/govuk.scss) into api/assets/dist/govuk.css
+$(ASSETS_CSS): api/assets/package-lock.json api/assets/package.json api/assets/govuk.scss
+	cd api/assets && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
+.PHONY: assets
+assets: $(ASSETS_CSS)
 
 ## the whole stack on the embedded default: Tansu broker, ingest, Faust worker, chdb under ./var
-run: $(STAMP)
+run: $(STAMP) $(ASSETS_CSS)
 	$(BIN)/perfplat up
 
 ## Debian's ClickHouse server for the integration tier (installed only when missing)
@@ -25,6 +34,15 @@ system-deps:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq clickhouse-server >/dev/null; \
+	fi
+
+## Debian's Chromium for the browser tests (tests/support/browser.py drives it with Playwright,
+## whose own browser downloads are not used); installed only when missing
+browser-deps:
+	@if ! command -v chromium >/dev/null && ! test -x /usr/bin/chromium; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	fi
 
 lint: $(STAMP)
@@ -38,15 +56,15 @@ unit: $(STAMP)
 integration: $(STAMP) system-deps
 	$(BIN)/pytest tests/integration -q
 
-e2e: $(STAMP) system-deps
+e2e: $(STAMP) $(ASSETS_CSS) system-deps browser-deps
 	$(BIN)/pytest tests/e2e -q
 
 ## every tier; the test session starts and stops the broker and the ClickHouse server itself
-test: $(STAMP) system-deps lint
+test: $(STAMP) $(ASSETS_CSS) system-deps browser-deps lint
 	$(BIN)/pytest tests -q
 
 ## start the embedded stack in ./var/bench, drive it with `perfplat bench`, stop it
-bench: $(STAMP)
+bench: $(STAMP) $(ASSETS_CSS)
 	rm -rf var/bench && mkdir -p var/bench
 	PERFPLAT_DATA_DIR=var/bench $(BIN)/perfplat up > var/bench/stack.log 2>&1 & pid=$$!; \
 	trap 'kill -INT $$pid 2>/dev/null; wait $$pid' EXIT; \

@@ -9,8 +9,9 @@
  * On its own it reads the Stageprompt markup: the first `data-journey` in the document on load
  * (kind "page"), and every `data-journey-click` on or around a clicked element (kind "click").
  * Next to an unmodified Stageprompt, pages pass `perfplat.stagepromptCallback` to
- * `GOVUK.performance.stageprompt.setup(...)`; the script then leaves clicks to Stageprompt, and a
- * page event already sent from the markup is not sent twice.
+ * `GOVUK.performance.stageprompt.setup(...)`; the script then leaves clicks to Stageprompt, and
+ * neither a page event already sent from the markup nor a click the script sent itself before
+ * Stageprompt's first callback (a page without data-journey) is sent twice.
  *
  * Events are batched for a second (or until BATCH_MAX), then sent as one JSON array: with
  * navigator.sendBeacon as text/plain (no CORS preflight), else fetch with keepalive, else one
@@ -206,6 +207,12 @@
 
     var pageSent = false;
     var viaStageprompt = false;
+    // Clicks the script sent itself in the current task, until a 0 ms timer after it. A click
+    // reaches the capture listener below before Stageprompt's handlers on the elements: on a
+    // page without data-journey, Stageprompt's first callback comes in the same task, for a
+    // click already sent.
+    var ownClicks = [];
+    var ownClicksTimer = 0;
 
     var pageJourney = function () {
       var el = doc.querySelector('[data-journey]');
@@ -232,7 +239,17 @@
       if (viaStageprompt) return; // Stageprompt binds the clicks itself
       for (var el = event && event.target; el; el = el.parentNode) {
         var value = el.getAttribute && el.getAttribute('data-journey-click');
-        if (value) trackParts(value, 'click'); // an empty one says nothing, as in Stageprompt
+        // an empty one says nothing, as in Stageprompt
+        if (value && trackParts(value, 'click')) ownClicks.push(value);
+      }
+      if (ownClicks.length && !ownClicksTimer) {
+        ownClicksTimer = setTimeout(
+          guard(function () {
+            ownClicks = [];
+            ownClicksTimer = 0;
+          }),
+          0
+        );
       }
     };
 
@@ -243,7 +260,13 @@
       var args = [category, action, label].filter(function (a) {
         return a !== undefined;
       });
-      if (first && args.join(':') === pageJourney()) {
+      var value = args.join(':'); // Stageprompt's split, undone
+      var own = ownClicks.indexOf(value);
+      if (own >= 0) {
+        ownClicks.splice(own, 1); // this very click, sent by the listener above
+        return true;
+      }
+      if (first && value === pageJourney()) {
         if (pageSent) return true; // already sent from the markup
         pageSent = true;
         return track(category, action, label, 'page');

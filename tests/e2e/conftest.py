@@ -11,6 +11,7 @@ import pytest
 from pipeline.broker import EmbeddedBroker
 from pipeline.clickhouse_server import ClickHouseServer
 from tests.conftest import unique
+from tests.support.browser import browser, browser_page, pytest_runtest_makereport  # noqa: F401
 from tests.support.stack import ServerStack, wait_until
 
 

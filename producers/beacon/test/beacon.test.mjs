@@ -10,26 +10,33 @@ const pick = (events, ...keys) =>
   events.map((e) => Object.fromEntries(keys.filter((k) => k in e).map((k) => [k, e[k]])));
 
 // Stageprompt 2 as the reference describes it, on the fake DOM: on setup, the callback for the
-// first data-journey (when not empty); then one callback per click on every bound element
-// (jQuery handlers, so a click bubbles through nested bound elements).
-function fakeStageprompt(p) {
+// first data-journey (when not empty); then one callback per click on every element bound at
+// setup. `order` says where its click handlers run: 'after' the beacon's capture listener on
+// document, as the real one's (jQuery handlers on each element, so a click bubbles through
+// nested bound elements), or 'before' it (a capture listener on window, calling back for each
+// bound element from the target up).
+function fakeStageprompt(p, { order = 'after' } = {}) {
   const split = (action) => {
     const parts = action.split(':');
     return parts.length <= 3 ? parts : [parts.shift(), parts.shift(), parts.join(':')];
   };
-  let callback = null;
   return {
     setup(cb) {
-      callback = cb;
       const journey = p.document.querySelector('[data-journey]')?.getAttribute('data-journey');
       if (journey) cb.apply(null, split(journey));
-    },
-    click(target) {
-      for (let node = target; node; node = node.parentNode) {
-        const value = node.getAttribute('data-journey-click');
-        if (value !== null && callback) callback.apply(null, split(value));
+      const bound = [...p.root.walk()].filter((e) => e.getAttribute('data-journey-click') !== null);
+      const callBack = (node) => cb.apply(null, split(node.getAttribute('data-journey-click')));
+      if (order === 'after') {
+        for (const node of bound) node.addEventListener('click', () => callBack(node));
+      } else {
+        p.window.addEventListener(
+          'click',
+          (event) => {
+            for (let node = event.target; node; node = node.parentNode) if (bound.includes(node)) callBack(node);
+          },
+          true,
+        );
       }
-      p.click(target); // the same click reaches perfplat's own document listener
     },
   };
 }
@@ -151,8 +158,8 @@ for (const [build, file] of Object.entries(BUILDS)) {
         const p = open({ body: markup() });
         const sp = fakeStageprompt(p);
         sp.setup(p.perfplat.stagepromptCallback); // the one changed line on the page
-        sp.click(p.find((e) => e.tagName === 'A'));
-        sp.click(p.find((e) => e.tagName === 'A'));
+        p.click(p.find((e) => e.tagName === 'A'));
+        p.click(p.find((e) => e.tagName === 'A'));
         p.clock.advance(1000);
         assert.deepEqual(pick(p.events(), 'label', 'kind'), [
           { label: 'start', kind: 'page' },
@@ -179,7 +186,7 @@ for (const [build, file] of Object.entries(BUILDS)) {
         });
         const sp = fakeStageprompt(p);
         sp.setup(p.perfplat.stagepromptCallback);
-        sp.click(p.find((e) => e.tagName === 'A'));
+        p.click(p.find((e) => e.tagName === 'A'));
         p.perfplat.flush();
         assert.deepEqual(pick(p.events(), 'label', 'kind'), [
           { label: 'start', kind: 'page' },
@@ -198,6 +205,85 @@ for (const [build, file] of Object.entries(BUILDS)) {
           { category: 'svc', kind: 'click' },
           { category: 'svc', action: 'help', kind: 'click' },
           { category: 'svc', action: 'help', label: 'info:more', kind: 'click' },
+        ]);
+      });
+    });
+
+    describe('each click sent once, whichever listener runs first', () => {
+      // Two clicks on one help link, one on another, one on a button inside a bound section.
+      const markup = (journey) => [
+        el('main', journey ? { 'data-journey': journey } : {}),
+        el('button', { id: 'eligibility', 'data-journey-click': 'svc:help:eligibility' }),
+        el('a', { id: 'fees', 'data-journey-click': 'svc:help:fees' }),
+        el(
+          'section',
+          { 'data-journey-click': 'svc:help:outer' },
+          el('button', { id: 'inner', 'data-journey-click': 'svc:help:inner' }),
+        ),
+      ];
+      const clickAll = (p) => {
+        for (const id of ['eligibility', 'eligibility', 'fees', 'inner']) p.click(p.find((e) => e.attrs.id === id));
+      };
+      const CLICKS = ['eligibility', 'eligibility', 'fees', 'inner', 'outer'].map((label) => ({
+        label,
+        kind: 'click',
+      }));
+      const sentOnce = (p) => {
+        p.clock.advance(1000);
+        const events = p.events();
+        assert.equal(new Set(events.map((e) => e.id)).size, events.length);
+        return pick(events, 'label', 'kind');
+      };
+
+      it('on a page of its own, a page handler that stops the click hiding nothing', () => {
+        const p = open({ body: markup('svc:stage:start') });
+        p.find((e) => e.attrs.id === 'fees').addEventListener('click', (event) => event.stopPropagation());
+        clickAll(p);
+        assert.deepEqual(sentOnce(p), [{ label: 'start', kind: 'page' }, ...CLICKS]);
+      });
+
+      for (const order of ['after', 'before']) {
+        describe(`Stageprompt's handlers ${order} the script's own`, () => {
+          it('on a page with data-journey', () => {
+            const p = open({ body: markup('svc:stage:start') });
+            fakeStageprompt(p, { order }).setup(p.perfplat.stagepromptCallback);
+            clickAll(p);
+            assert.deepEqual(sentOnce(p), [{ label: 'start', kind: 'page' }, ...CLICKS]);
+          });
+
+          it('on a page without data-journey (its first callback is a click)', () => {
+            const p = open({ body: markup(null) });
+            fakeStageprompt(p, { order }).setup(p.perfplat.stagepromptCallback);
+            clickAll(p);
+            assert.deepEqual(sentOnce(p), CLICKS);
+          });
+
+          it('a click before Stageprompt is set up is sent by the script, later ones by Stageprompt', () => {
+            const p = open({ body: markup(null) });
+            p.click(p.find((e) => e.attrs.id === 'fees'));
+            p.clock.advance(0); // the next task
+            fakeStageprompt(p, { order }).setup(p.perfplat.stagepromptCallback);
+            clickAll(p);
+            assert.deepEqual(sentOnce(p), [{ label: 'fees', kind: 'click' }, ...CLICKS]);
+          });
+        });
+      }
+
+      it('a click the script sent itself is forgotten once its task is over', () => {
+        // An element Stageprompt did not bind (added after its setup) is clicked first, so the
+        // script sends it; a later click on a bound one with the same id is Stageprompt's (its
+        // callback first, here), and must not be taken for the one already sent.
+        const p = open({ body: markup(null) });
+        fakeStageprompt(p, { order: 'before' }).setup(p.perfplat.stagepromptCallback);
+        const later = el('a', { 'data-journey-click': 'svc:help:fees' });
+        later.parentNode = p.find((e) => e.tagName === 'MAIN');
+        later.parentNode.children.push(later);
+        p.click(later);
+        p.clock.advance(0);
+        p.click(p.find((e) => e.attrs.id === 'fees'));
+        assert.deepEqual(sentOnce(p), [
+          { label: 'fees', kind: 'click' },
+          { label: 'fees', kind: 'click' },
         ]);
       });
     });

@@ -1,6 +1,12 @@
 // A tiny fake browser for the beacon's tests: just the DOM, navigator and timer surface the
 // script touches, every transport recorded. The script runs in a fresh `vm` context per page,
 // so each test loads it exactly as a browser would (an IIFE on a global `window`).
+//
+// Events are dispatched in the real DOM order: capture listeners from window down to the target,
+// then bubbling listeners from the target up to window (at the target, capture ones first, as
+// browsers do since 2021). So the beacon's capture listener on document runs before a handler
+// bound on an element, such as Stageprompt's jQuery one. Unlike a real user click, no microtask
+// runs between two listeners here: nothing may rely on one running, or on one not running.
 import { readFileSync } from 'node:fs';
 import { webcrypto } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +23,12 @@ export class FakeElement {
     this.attrs = { ...attrs };
     this.children = children;
     this.parentNode = null;
+    this.listeners = [];
     for (const child of children) child.parentNode = this;
+  }
+
+  addEventListener(type, fn, options) {
+    this.listeners.push(listener(type, fn, options));
   }
 
   getAttribute(name) {
@@ -35,6 +46,35 @@ export class FakeElement {
 }
 
 export const el = (tag, attrs, ...children) => new FakeElement(tag, attrs, children);
+
+// addEventListener's third argument: a boolean, or options with `capture`.
+const listener = (type, fn, options) => ({
+  type,
+  fn,
+  capture: typeof options === 'object' && options !== null ? Boolean(options.capture) : Boolean(options),
+});
+
+// Runs `event` through `path` (target first, window last) in the DOM's order; stopPropagation
+// ends it after the listeners of the node it was called on.
+function dispatch(path, event) {
+  let stopped = false;
+  Object.assign(event, {
+    stopPropagation() {
+      stopped = true;
+    },
+  });
+  const run = (node, capture) => {
+    for (const l of [...(node.listeners ?? [])]) {
+      if (l.type === event.type && l.capture === capture) l.fn.call(node, event);
+    }
+  };
+  const phases = [...[...path].reverse().map((node) => [node, true]), ...path.map((node) => [node, false])];
+  for (const [i, [node, capture]] of phases.entries()) {
+    event.currentTarget = node;
+    run(node, capture);
+    if (stopped && phases[i + 1]?.[0] !== node) break;
+  }
+}
 
 // `[data-journey]`, `script[data-service]`: the only selectors the script uses.
 function matches(element, selector) {
@@ -95,7 +135,6 @@ export function page({
 } = {}) {
   const clock = new Clock();
   const sent = { beacons: [], fetches: [], pixels: [], cookies: [], storage: [] };
-  const listeners = { document: [], window: [] };
   const root = el('html', {}, el('head', {}, ...(script ? [el('script', script)] : [])), el('body', {}, ...body));
   const all = () => [...root.walk()];
 
@@ -104,7 +143,10 @@ export function page({
     visibilityState: 'visible',
     currentScript: script ? all().find((e) => e.tagName === 'SCRIPT') : null,
     querySelector: (selector) => all().find((e) => matches(e, selector)) ?? null,
-    addEventListener: (type, fn, capture) => listeners.document.push({ type, fn, capture }),
+    listeners: [],
+    addEventListener(type, fn, options) {
+      this.listeners.push(listener(type, fn, options));
+    },
     get cookie() {
       sent.cookies.push('read');
       return '';
@@ -141,7 +183,10 @@ export function page({
     URL,
     setTimeout: (fn, ms) => clock.setTimeout(fn, ms),
     clearTimeout: (id) => clock.clearTimeout(id),
-    addEventListener: (type, fn, capture) => listeners.window.push({ type, fn, capture }),
+    listeners: [],
+    addEventListener(type, fn, options) {
+      this.listeners.push(listener(type, fn, options));
+    },
     get localStorage() {
       return storage('localStorage');
     },
@@ -168,8 +213,14 @@ export function page({
   window.window = window;
   const context = vm.createContext(window);
 
-  const fire = (target, type, event = {}) => {
-    for (const l of listeners[target]) if (l.type === type) l.fn(event);
+  root.parentNode = document; // <html>'s parent, as in a browser
+  // The event's path: the target, its ancestors up to the document, then the window. A target
+  // outside the tree (null, a bare object) still reaches the document: tests hand the beacon's
+  // listener odd targets on purpose.
+  const fire = (target, type) => {
+    const path = [];
+    for (let node = target; node && node !== document; node = node.parentNode) path.push(node);
+    dispatch([...path, document, window], { type, target });
   };
 
   return {
@@ -178,7 +229,6 @@ export function page({
     root,
     sent,
     clock,
-    listeners,
     /** Loads the script as the page would; returns what its evaluation threw, if anything. */
     load(file) {
       try {
@@ -193,23 +243,25 @@ export function page({
       return window.perfplat;
     },
     find: (predicate) => all().find(predicate),
+    /** A user's click on `target`, its listeners in the DOM's order. The click is a task of its
+     * own: a 0 ms timer it sets runs when the test advances the clock (by 0 at least). */
     click(target) {
-      fire('document', 'click', { type: 'click', target });
+      fire(target, 'click');
     },
     ready() {
       document.readyState = 'interactive';
-      fire('document', 'DOMContentLoaded');
+      fire(document, 'DOMContentLoaded');
     },
     hide() {
       document.visibilityState = 'hidden';
-      fire('document', 'visibilitychange');
+      fire(document, 'visibilitychange');
     },
     show() {
       document.visibilityState = 'visible';
-      fire('document', 'visibilitychange');
+      fire(document, 'visibilitychange');
     },
     pagehide() {
-      fire('window', 'pagehide', { persisted: false });
+      dispatch([window], { type: 'pagehide', target: window, persisted: false });
     },
     /** Every event that left the page, whatever the transport, in order. */
     events() {
