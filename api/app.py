@@ -19,11 +19,12 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.admin import admin_router, services_admin_router
 from api.alerts import AlertReader, AlertRunner, alerts_router
+from api.dashboard import Dashboard, dashboard_router
 from api.data_read import DataReader, data_read_router, legacy_read_router, options_router, status_router
 from api.errors import install_error_handlers
 from api.ingest import ASGIApp, IngestFastPath, IngestService, Receive, Scope, Send
 from api.kpi_ingest import KpiIngest, kpi_ingest_router
-from api.kpi_read import kpi_router
+from api.kpi_read import KpiReader, kpi_router
 from api.live_stream import live_router
 from api.op_status import StoreOpStatus, UpstreamOpStatus
 from api.read import LiveReader, read_router
@@ -125,7 +126,7 @@ class _Forward:
         request_headers = dict(scope["headers"])
         accept = request_headers.get(b"accept", b"*/*")
         extra = tuple((k, request_headers[k]) for k in FORWARDED_HEADERS if k in request_headers)
-        if accept.startswith(b"text/event-stream"):
+        if accept.startswith(b"text/event-stream") or _is_live(scope["path"]):
             return await self._stream(target, extra, receive, send)
         try:
             status, headers, body = await self.upstream.get(target, accept, extra)
@@ -172,6 +173,12 @@ class _Forward:
             writer.close()
         if tasks[0] in done and not tasks[0].cancelled() and tasks[0].exception() is None:
             await send({"type": "http.response.body", "body": b""})
+
+
+def _is_live(path: str) -> bool:
+    """A Server-Sent Events route (``/live``, ``/services/{s}/live``): streamed whatever the
+    client's ``Accept`` says, as the read side answers it with a stream."""
+    return path == "/live" or (path.startswith("/services/") and path.endswith("/live"))
 
 
 async def read_chunk(reader: asyncio.StreamReader) -> bytes:
@@ -234,6 +241,23 @@ def _write_routes(
 def _read_routes(app: FastAPI, settings: Settings, store: Store, clock: Clock) -> DataReader:
     app.include_router(read_router(LiveReader(store, clock, settings.api.users_now_cache_ms)))
     services = ServiceRegistryFile(settings.services_path)
+    app.include_router(
+        dashboard_router(
+            Dashboard(
+                KpiReader(
+                    store,
+                    clock,
+                    lambda slug: services.current().get(slug) is not None,
+                    lambda group: [c.slug for c in services.current().entries.values() if c.group == group],
+                    settings.api.kpi_cache_ms,
+                ),
+                LiveReader(store, clock, settings.api.users_now_cache_ms),
+                lambda: list(services.current().entries.values()),
+                clock,
+                settings.api.kpi_cache_ms,
+            )
+        )
+    )
     app.include_router(
         kpi_router(
             store,

@@ -31,11 +31,13 @@ from pipeline.beacon import SLUG
 from pipeline.clock import Clock
 from pipeline.errors import BadInput
 from pipeline.journey_sql import journey_counts, journey_json, journey_window_sql
+from pipeline.kpi import WindowAggs
 from pipeline.kpi_sql import (
     DEFAULT_PERIOD,
     SERIES_PERIODS,
     SUMMARY_PERIODS,
     Query,
+    SeriesQuery,
     group_json,
     parse_period,
     read_window,
@@ -115,11 +117,17 @@ class KpiReader:
         result: dict[str, Any] = await self._cache.get(("service", slug, period), compute)
         return result
 
+    async def series_buckets(
+        self, service: str, period: Period, start_at: str | None, end_at: str | None
+    ) -> tuple[SeriesQuery, list[WindowAggs]]:
+        """A series' buckets, each with its sums (``series_json`` shapes them)."""
+        q = series_query(self.service(service), period, start_at, end_at, self.clock.now_ms())
+        return q, series_aggs(q, await self._run(series_queries(self.store.database, q)))
+
     async def series(
         self, service: str, period: Period, start_at: str | None, end_at: str | None
     ) -> dict[str, Any]:
-        q = series_query(self.service(service), period, start_at, end_at, self.clock.now_ms())
-        return series_json(q, series_aggs(q, await self._run(series_queries(self.store.database, q))))
+        return series_json(*await self.series_buckets(service, period, start_at, end_at))
 
     async def journey(self, service: str, period: Period) -> dict[str, Any]:
         slug = self.service(service)
@@ -133,14 +141,17 @@ class KpiReader:
         return result
 
     async def group_figures(self, group: str, period: Period) -> dict[str, Any]:
-        services = self.group(group)
+        return await self.figures_of(group, self.group(group), period)
+
+    async def figures_of(self, name: str, services: list[str], period: Period) -> dict[str, Any]:
+        """``group_json`` of ``services`` (known slugs) under ``name``, for the period so far."""
 
         async def compute() -> dict[str, Any]:
             window = read_window(*so_far_window(self.clock.now_ms(), period))
             (aggs,) = await self._windows(services, [window])
-            return group_json(group, period, window, aggs)
+            return group_json(name, period, window, aggs)
 
-        result: dict[str, Any] = await self._cache.get(("group", group, period, tuple(services)), compute)
+        result: dict[str, Any] = await self._cache.get(("group", name, period, tuple(services)), compute)
         return result
 
 

@@ -19,6 +19,8 @@ PURE_MODULES = [
     "pipeline.kpi",
     "pipeline.kpi_sql",
     "pipeline.journey_sql",
+    "pipeline.charts",
+    "pipeline.dashboard_view",
     "pipeline.visitor",
     "pipeline.beacon",
     "pipeline.sql",
