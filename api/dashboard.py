@@ -142,18 +142,21 @@ class Dashboard:
                 self.kpi.journey(slug, period),
                 self.live.users_now(slug),
             )
-            charts = series_charts(series_buckets(period=chart_period, aggs=aggs), chart_period)
-            return {
-                "summary": summary,
-                "window": span_label(summary["window"]),
-                "headline": tiles(HEADLINE_TILES, summary),
-                "more": tiles(MORE_TILES, summary),
-                "charts": charts,
-                "journey": journey,
-                "funnel": funnel_chart(journey),
-                "help": help_chart(journey),
-                "users_now": users["users_now"],
-            }
+
+            def shape() -> dict[str, Any]:  # charts are drawn off the event loop
+                return {
+                    "summary": summary,
+                    "window": span_label(summary["window"]),
+                    "headline": tiles(HEADLINE_TILES, summary),
+                    "more": tiles(MORE_TILES, summary),
+                    "charts": series_charts(series_buckets(period=chart_period, aggs=aggs), chart_period),
+                    "journey": journey,
+                    "funnel": funnel_chart(journey),
+                    "help": help_chart(journey),
+                    "users_now": users["users_now"],
+                }
+
+            return await asyncio.to_thread(shape)
 
         result: dict[str, Any] = await self._cache.get(("service", slug, period), compute)
         return result
@@ -202,9 +205,23 @@ def dashboard_router(dashboard: Dashboard) -> APIRouter:
     files = assets()
     router = APIRouter()
 
+    rendered: dict[tuple[str, ...], tuple[dict[str, Any], str]] = {}
+
     def page(name: str, status: int, started: float, **context: Any) -> HTMLResponse:
         body = env.get_template(name).render(**context)
         return HTMLResponse(body, status_code=status, headers=_headers(started))
+
+    async def cached_page(
+        key: tuple[str, ...], name: str, figures: dict[str, Any], started: float, **context: Any
+    ) -> HTMLResponse:
+        """A page of cached ``figures``, rendered once per computation of them (in a worker
+        thread, so the event loop goes on answering meanwhile)."""
+        hit = rendered.get(key)
+        if hit is None or hit[0] is not figures:
+            template = env.get_template(name)
+            body = await asyncio.to_thread(lambda: template.render(**figures, **context))
+            rendered[key] = hit = (figures, body)
+        return HTMLResponse(hit[1], headers=_headers(started))
 
     def error(status: int, message: str, started: float) -> HTMLResponse:
         title = "Page not found" if status == 404 else "There is a problem with this address"
@@ -228,10 +245,9 @@ def dashboard_router(dashboard: Dashboard) -> APIRouter:
             period = _period(request)
         except BadInput as exc:
             return error(exc.status, exc.message, started)
-        ctx = await dashboard.home(period)
-        return page(
-            "home.html", 200, started, columns=SERVICE_COLUMNS, poll_ms=POLL_MS, **ctx, **common(period)
-        )
+        figures = await dashboard.home(period)
+        context = common(period) | {"columns": SERVICE_COLUMNS, "poll_ms": POLL_MS}
+        return await cached_page(("home", period), "home.html", figures, started, **context)
 
     @router.get("/performance/{slug}", include_in_schema=False)
     async def service_or_group(slug: str, request: Request) -> Response:
@@ -243,14 +259,14 @@ def dashboard_router(dashboard: Dashboard) -> APIRouter:
         by_slug = dashboard._by_slug() if SLUG.fullmatch(slug) else {}
         config = by_slug.get(slug)
         if config is not None:
-            ctx = await dashboard.service(config, period) | common(period)
-            return page("service.html", 200, started, config=config, poll_ms=POLL_MS, **ctx)
+            figures = await dashboard.service(config, period)
+            context = common(period) | {"config": config, "poll_ms": POLL_MS}
+            return await cached_page(("service", slug, period), "service.html", figures, started, **context)
         members = sorted((c for c in by_slug.values() if c.group == slug), key=lambda c: c.slug)
         if members:
-            ctx = await dashboard.group(slug, members, period)
-            return page(
-                "group.html", 200, started, group=slug, columns=SERVICE_COLUMNS, **ctx, **common(period)
-            )
+            figures = await dashboard.group(slug, members, period)
+            context = common(period) | {"group": slug, "columns": SERVICE_COLUMNS}
+            return await cached_page(("group", slug, period), "group.html", figures, started, **context)
         return error(404, f"No service or department named {_shown(slug)}", started)
 
     @router.get("/performance/{slug}/{name}.csv", include_in_schema=False)

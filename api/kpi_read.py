@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 
@@ -53,6 +53,7 @@ from pipeline.store import Store
 from pipeline.windows import Period, previous_so_far_window, so_far_window
 
 ServiceExists = Callable[[str], bool]
+T = TypeVar("T")
 GroupServices = Callable[[str], Sequence[str]]
 MAX_NAME_SHOWN = 80
 _NO_STORE = {"Cache-Control": "no-cache"}
@@ -102,7 +103,9 @@ class KpiReader:
         per_window = [window_queries(db, services, *w) for w in windows]
         rows = await self._run([q for qs in per_window for q in qs])
         n = len(per_window[0]) if per_window else 0
-        return [window_aggs(services, *w, rows[n * i : n * i + n]) for i, w in enumerate(windows)]
+        return await _shaped(
+            lambda: [window_aggs(services, *w, rows[n * i : n * i + n]) for i, w in enumerate(windows)]
+        )
 
     async def summary(self, service: str, period: Period) -> dict[str, Any]:
         slug = self.service(service)
@@ -112,7 +115,7 @@ class KpiReader:
             current = read_window(*so_far_window(now_ms, period))
             previous = read_window(*previous_so_far_window(now_ms, period))
             cur, prev = await self._windows([slug], [current, previous])
-            return summary_json(slug, period, cur[slug], prev[slug])
+            return await _shaped(lambda: summary_json(slug, period, cur[slug], prev[slug]))
 
         result: dict[str, Any] = await self._cache.get(("service", slug, period), compute)
         return result
@@ -122,12 +125,14 @@ class KpiReader:
     ) -> tuple[SeriesQuery, list[WindowAggs]]:
         """A series' buckets, each with its sums (``series_json`` shapes them)."""
         q = series_query(self.service(service), period, start_at, end_at, self.clock.now_ms())
-        return q, series_aggs(q, await self._run(series_queries(self.store.database, q)))
+        rows = await self._run(series_queries(self.store.database, q))
+        return q, await _shaped(lambda: series_aggs(q, rows))
 
     async def series(
         self, service: str, period: Period, start_at: str | None, end_at: str | None
     ) -> dict[str, Any]:
-        return series_json(*await self.series_buckets(service, period, start_at, end_at))
+        q, buckets = await self.series_buckets(service, period, start_at, end_at)
+        return await _shaped(lambda: series_json(q, buckets))
 
     async def journey(self, service: str, period: Period) -> dict[str, Any]:
         slug = self.service(service)
@@ -135,7 +140,9 @@ class KpiReader:
         async def compute() -> dict[str, Any]:
             window = read_window(*so_far_window(self.clock.now_ms(), period))
             (rows,) = await self._run([journey_window_sql(self.store.database, [slug], *window)])
-            return journey_json(slug, period, window, journey_counts(rows).get(slug, {}))
+            return await _shaped(
+                lambda: journey_json(slug, period, window, journey_counts(rows).get(slug, {}))
+            )
 
         result: dict[str, Any] = await self._cache.get(("journey", slug, period), compute)
         return result
@@ -149,10 +156,16 @@ class KpiReader:
         async def compute() -> dict[str, Any]:
             window = read_window(*so_far_window(self.clock.now_ms(), period))
             (aggs,) = await self._windows(services, [window])
-            return group_json(name, period, window, aggs)
+            return await _shaped(lambda: group_json(name, period, window, aggs))
 
         result: dict[str, Any] = await self._cache.get(("group", name, period, tuple(services)), compute)
         return result
+
+
+async def _shaped(shape: Callable[[], T]) -> T:
+    """Rows shaped into figures in a worker thread: folding thousands of rows is pure Python that
+    would otherwise hold the event loop, and every request answered from the cache meanwhile."""
+    return await asyncio.to_thread(shape)
 
 
 def _params(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
