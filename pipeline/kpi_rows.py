@@ -126,13 +126,15 @@ def probe_columns(events: Sequence[AvailabilityEvent]) -> Columns:
 
 
 def cost_columns(events: Sequence[CostEvent]) -> Columns:
+    """Rows of ``cost_posts``: every arrival of a post is a row, repeats included (the read
+    takes each id at its first ``received_ms``, ``pipeline.kpi_sql.cost_sql``)."""
     return {
         "service": [e.service for e in events],
         "period": [e.period for e in events],
         "start": [_ts(e.start_ms) for e in events],
         "channel": [e.channel for e in events],
-        "amount_e4": [e.amount_e4 for e in events],
         "id": [e.id for e in events],
+        "amount_e4": [e.amount_e4 for e in events],
         "received_ms": [e.received_ms for e in events],
     }
 

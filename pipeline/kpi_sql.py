@@ -1,5 +1,5 @@
-"""KPI reads: SQL over the KPI tables (``schemas/ddl/0003_kpi.sql``) and the shapers that turn
-its rows into ``pipeline.kpi`` aggregates and JSON. Pure.
+"""KPI reads: SQL over the KPI tables (``schemas/ddl/0003_kpi.sql``, ``0005_cost_posts.sql``) and
+the shapers that turn their rows into ``pipeline.kpi`` aggregates and JSON. Pure.
 
 One dialect for ClickHouse 18.16 and 26.x (reference: infrastructure §E): no CTE, no window
 functions, no ``WITH FILL``, no FINAL. Values travel as ``%(name)s`` parameters rendered by
@@ -18,12 +18,15 @@ What is read, and how:
 - **Probes** from their rows, deduplicated by ``(service, ts)`` (the table replaces a re-sent
   probe only when it merges); the response-time histogram bucket is computed in SQL
   (:func:`histogram_edge_sql`) exactly as ``pipeline.kpi.bucket_edge_ms`` does.
-- **Costs**: per ``(service, period, start)`` of channel ``all``, the post with the greatest
-  ``received_ms``, prorated over the window by ``pipeline.kpi.attributed_cost_e4``. Only channel
-  ``all`` counts towards cost per transaction: it is the cost of running the whole service,
-  which is what the original platform divided by all transactions; a per-channel cost is a
-  part of it (kept for a per-channel cost later), and adding it would count money twice. A
-  service that posts only per-channel costs therefore has no known cost here.
+- **Costs** from their posts (``cost_posts``: every arrival of every post, kept). A post is its
+  id and its time is the first arrival of that id, so a client's retry or a replayed message
+  never moves it; per ``(service, period, start)`` of channel ``all`` the post whose first
+  arrival is latest counts (:func:`cost_sql`), prorated over the window by
+  ``pipeline.kpi.attributed_cost_e4``. Only channel ``all`` counts towards cost per transaction:
+  it is the cost of running the whole service, which is what the original platform divided by
+  all transactions; a per-channel cost is a part of it (kept for a per-channel cost later), and
+  adding it would count money twice. A service that posts only per-channel costs therefore has
+  no known cost here.
 
 A window is ``[start_s, end_s)`` in UTC epoch seconds; a series' range is aligned to its period
 (weeks from Monday 00:00 UTC, quarters on 1 January, April, July and October).
@@ -300,14 +303,22 @@ def probe_aggs(rows: Rows) -> dict[str, ProbeAgg]:
 
 def cost_sql(database: str, services: str | Sequence[str], start_s: int, end_s: int) -> Query:
     """The channel-``all`` costs that may overlap ``[start_s, end_s)``: per ``(service, period,
-    start)`` the amount of the latest post (greatest ``received_ms``). :func:`period_costs` turns
-    them into ``PeriodCost``; ``attributed_cost_e4`` keeps those that overlap."""
+    start)`` the amount of the latest post. A post is its id; its time is the first arrival of
+    that id (least ``received_ms``), so a client's retry of an older post, or a replayed Kafka
+    message, never moves it, and duplicates never change the figure. Of posts that first arrived
+    at the same millisecond the greater id counts; of arrivals of one id at the same millisecond
+    (one request carrying it twice) the smaller amount: neither depends on storage order, and
+    neither needs FINAL or a merge. :func:`period_costs` turns the rows into ``PeriodCost``;
+    ``attributed_cost_e4`` keeps those that overlap."""
     a, b = _minutes(start_s, end_s)
     sql = (
-        "SELECT service, period, toInt64(toUInt32(start)), argMax(amount_e4, received_ms) "
-        f"FROM {identifier(database)}.costs "
+        "SELECT service, period, toInt64(toUInt32(start)), argMax(amount, (first_ms, id)) FROM ("
+        "SELECT service, period, start, id, min(received_ms) AS first_ms, "
+        "argMin(amount_e4, (received_ms, amount_e4)) AS amount "
+        f"FROM {identifier(database)}.cost_posts "
         "WHERE service IN %(services)s AND channel = %(channel)s AND start >= %(a)s AND start < %(b)s "
-        "GROUP BY service, period, start"
+        "GROUP BY service, period, start, id"
+        ") AS p GROUP BY service, period, start"
     )
     params = {
         "services": _services(services),

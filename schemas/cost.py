@@ -14,8 +14,10 @@ and travels on Kafka in the shared envelope (``schemas.envelope``) as the row::
 ``start`` must be the first moment of its period in UTC, the original platform's way (weeks start
 Monday 00:00, quarters on 1 January, April, July and October; ``pipeline.windows.period_start``).
 ``amount_e4`` is ten-thousandths of a pound, exactly. A cost's identity is ``key()`` — service,
-period, start, channel — and a later post for the same key replaces the earlier one: "later" is
-``received_ms`` (the version the store keeps the newest of), not the order the rows arrive in.
+period, start, channel — and a later post for the same key replaces the earlier one. A post is
+its ``id``, and "later" is the first ``received_ms`` of that id: a client's retry of an older
+post (same id, a new ``received_ms``) keeps the older post's place, whatever order the rows
+reach the store in (``pipeline.kpi_sql.cost_sql``).
 """
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ def make_app(settings: Settings, store: Store) -> Any:
         ),
         "cost": (
             cost.decode_envelope,
-            KeptSink(store, backoff, table="costs", columns=kpi_rows.cost_columns),
+            KeptSink(store, backoff, table="cost_posts", columns=kpi_rows.cost_columns),
         ),
     }
     for kind, (decode, kind_sink) in kpi_sinks.items():

@@ -5,8 +5,9 @@
   ones into the kind's Null table, whose views update the events table and the minute, hour
   and day sums in that one insert. So a replayed message or a client's retry adds nothing.
   Every event of a service travels on one partition, so one worker at a time counts it.
-* Kept kinds (probes, costs): inserted as they come; their tables replace by identity and
-  the read side reads each identity once.
+* Kept kinds (probes, costs): inserted as they come. Probes replace by identity and the read
+  side reads each identity once; costs keep every arrival of every post (``cost_posts``,
+  ``schemas/ddl/0005_cost_posts.sql``) and the read side takes each post at its first arrival.
 
 A failed step is retried until ClickHouse takes it (``stream_processors.retry``); only then
 does the agent let Faust commit the batch's offsets.

@@ -311,8 +311,7 @@ def test_everything_delivered_twice_changes_no_figure(target: Target, day_one: D
         settle_summary(target, ledger, s)
     before = len(ledger.transactions), len(ledger.ratings), len(ledger.costs)
     for kind, service, events in reversed(day_one.http):
-        if events != [day_one.first_cost]:  # see test_a_retried_cost_does_not_undo_its_correction
-            target.post_acknowledged(ledger, kind, service, list(reversed(events)), day_one.tokens[service])
+        target.post_acknowledged(ledger, kind, service, list(reversed(events)), day_one.tokens[service])
     send_sdk(target, ledger, day_one.sdk)
     send_sdk(target, ledger, day_one.sdk)
     assert (len(ledger.transactions), len(ledger.ratings), len(ledger.costs)) == before
@@ -322,12 +321,6 @@ def test_everything_delivered_twice_changes_no_figure(target: Target, day_one: D
     settle_group(target, ledger, day_one.group, day_one.services)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: costs is a ReplacingMergeTree on (service, period, start, channel) versioned by "
-    "received_ms, so a retried post (same id) arriving later replaces its correction; the fix keeps "
-    "every post by id and takes each id's first arrival",
-)
 def test_a_retried_cost_does_not_undo_its_correction(target: Target, day_one: DayOne) -> None:
     """A client's retry of the first day cost arrives after the correction was acknowledged. The
     retry is the same event (same id): per the design, duplicates never change a figure, so the

@@ -3,7 +3,8 @@
 
 Literal events go where the processors put them — transactions and ratings into the Null tables
 ``tx_in`` and ``rating_in`` (whose views fill the minute, hour and day sums), probes and costs
-into their tables, probes sent twice in separate inserts, costs re-posted out of order. They lie
+into their tables, probes sent twice in separate inserts, costs re-posted out of order and older
+cost posts retried (same id) after the posts that replaced them. They lie
 in several minutes, hours, days, weeks, months, quarters and years, on a Sunday 23:59:59 /
 Monday 00:00:00 edge that is also a quarter's, in the minute holding "now" (before and after
 it) and on each previous window's last-minute edge. Every figure read back is compared with
@@ -206,6 +207,11 @@ STALE_COSTS = [  # older posts of two keys above, arriving after them: they must
     CostEvent("s1", "svc-a", "year", ms(2024, 1, 1), "all", 5, 1),
     CostEvent("s2", "svc-b", "month", ms(2024, 4, 1), "all", 1, 4),
 ]
+RETRIED_COSTS = [  # clients' retries (same id) arriving last: a post keeps its first arrival
+    CostEvent("s1", "svc-a", "year", ms(2024, 1, 1), "all", 5, 9),
+    CostEvent("s2", "svc-b", "month", ms(2024, 4, 1), "all", 1, 9),
+    CostEvent("c5", "svc-a", "day", ms(2024, 4, 3), "all", 86_400, 9),
+]
 
 
 def load(store: Store, data: Data) -> None:
@@ -216,8 +222,9 @@ def load(store: Store, data: Data) -> None:
     rnd = random.Random(5)
     store.insert("probes", probe_columns(rnd.sample(data.probes, 500)))  # re-sent probes, another part
     store.insert("probes", probe_columns(rnd.sample(data.probes, 100)))
-    store.insert("costs", cost_columns(data.costs))
-    store.insert("costs", cost_columns(STALE_COSTS))
+    store.insert("cost_posts", cost_columns(data.costs))
+    store.insert("cost_posts", cost_columns(STALE_COSTS))
+    store.insert("cost_posts", cost_columns(RETRIED_COSTS))
     # journey tables are partitioned by day, and an insert may touch at most 100 partitions
     resent = random.Random(6).sample(data.journeys, 300)
     for events in (data.journeys, resent):
@@ -253,12 +260,18 @@ def read_window_ms(window: tuple[int, int]) -> tuple[int, int]:
 
 
 def expected_costs(data: Data, service: str) -> list[PeriodCost]:
-    latest: dict[tuple[str, int], CostEvent] = {}
-    for c in [*data.costs, *STALE_COSTS]:
+    """Per (period, start) of channel ``all``: the post (id) whose first arrival is latest."""
+    first: dict[tuple[str, int, str], CostEvent] = {}
+    for c in [*data.costs, *STALE_COSTS, *RETRIED_COSTS]:
         if c.service == service and c.channel == "all":
-            key = (c.period, c.start_ms)
-            if key not in latest or c.received_ms > latest[key].received_ms:
-                latest[key] = c
+            post = (c.period, c.start_ms, c.id)
+            if post not in first or c.received_ms < first[post].received_ms:
+                first[post] = c
+    latest: dict[tuple[str, int], CostEvent] = {}
+    for c in first.values():
+        key = (c.period, c.start_ms)
+        if key not in latest or (c.received_ms, c.id) > (latest[key].received_ms, latest[key].id):
+            latest[key] = c
     out = []
     for c in latest.values():
         start = datetime.fromtimestamp(c.start_ms / 1000, tz=UTC)
@@ -414,11 +427,12 @@ def test_a_probe_sent_again_counts_once_and_the_latest_cost_wins(store: Store) -
     probe = probe_result("svc", ms(2024, 4, 3, 10), True, 17, 200)
     for _ in range(3):
         store.insert("probes", probe_columns([probe]))
-    for amount, received in ((10_000, 3), (20_000, 1), (30_000, 2)):
+    for id_, amount, received in (("c1", 10_000, 3), ("c2", 20_000, 1), ("c3", 30_000, 2)):
         store.insert(
-            "costs", cost_columns([CostEvent("c", "svc", "day", ms(2024, 4, 3), "all", amount, received)])
+            "cost_posts",
+            cost_columns([CostEvent(id_, "svc", "day", ms(2024, 4, 3), "all", amount, received)]),
         )
-    store.insert("costs", cost_columns([CostEvent("d", "svc", "day", ms(2024, 4, 3), "digital", 9, 9)]))
+    store.insert("cost_posts", cost_columns([CostEvent("d", "svc", "day", ms(2024, 4, 3), "digital", 9, 9)]))
     aggs = read_windows(store, ["svc"], ms(2024, 4, 3), ms(2024, 4, 4))["svc"]
     assert (aggs.probes.probes, aggs.probes.up, aggs.probes.rt_sum_ms) == (1, 1, 17)
     assert dict(aggs.probes.rt_hist.counts) == {18: 1}

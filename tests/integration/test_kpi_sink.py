@@ -1,9 +1,13 @@
-"""The counted KPI sinks on both backends: duplicates never reach a sum.
+"""The KPI sinks on both backends: duplicates never reach a figure.
 
 Random batches of transactions and ratings, with repeats inside a batch, client retries (the
 same id and timestamp in a later batch), whole batches replayed through a fresh sink (a worker
-killed before it committed) and late events, go through the sinks. The minute, hour and day
-sums must then equal ``pipeline.kpi``'s aggregates of the distinct events, window by window.
+killed before it committed) and late events, go through the counted sinks. The minute, hour and
+day sums must then equal ``pipeline.kpi``'s aggregates of the distinct events, window by window.
+
+Costs go through the kept sink into ``cost_posts`` and are read back with
+``pipeline.kpi_sql.cost_sql``: a post is its id, taken at its first arrival, and the post that
+first arrived last is the figure, whatever retries, replays and merges come after.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
+from dataclasses import replace
 
 import pytest
 
@@ -24,13 +29,15 @@ from pipeline.kpi import (
     rating_agg_of,
     tx_agg_of,
 )
-from pipeline.kpi_rows import rating_columns, time_to_complete_ms, tx_columns
+from pipeline.kpi_rows import cost_columns, rating_columns, time_to_complete_ms, tx_columns
+from pipeline.kpi_sql import cost_sql
 from pipeline.store import Store
+from schemas.cost import CostEvent
 from schemas.fields import CHANNELS
 from schemas.migrations import migrate
 from schemas.satisfaction import SatisfactionEvent
 from schemas.transaction import OUTCOMES, TransactionEvent
-from stream_processors.kpi_sink import CountedSink
+from stream_processors.kpi_sink import CountedSink, KeptSink
 
 pytestmark = pytest.mark.integration
 
@@ -159,3 +166,113 @@ def test_ratings_count_each_event_once(kpi_store: Store) -> None:
         assert dict(got) == {k: rating_agg_of(v) for k, v in want.items()}, grain
     comments = kpi_store.query(f"SELECT DISTINCT comment FROM {kpi_store.database}.rating_events")
     assert comments == [("<b>ok</b>",)]
+
+
+# --- costs ------------------------------------------------------------------------------------------
+
+DAY = T0 - 22 * 3_600_000  # 2025-11-23T00:00:00Z
+MONDAY = DAY - 6 * 86_400_000
+
+
+def cost(
+    id_: str, amount_e4: int, received_ms: int, service: str = "svc-a", start_ms: int = DAY
+) -> CostEvent:
+    period = "week" if start_ms == MONDAY else "day"
+    return CostEvent(id_, service, period, start_ms, "all", amount_e4, received_ms)
+
+
+def cost_sink(store: Store) -> KeptSink:
+    """The costs sink as ``stream_processors.app`` builds it."""
+    return KeptSink(store, 50, table="cost_posts", columns=cost_columns)
+
+
+def figures(store: Store) -> dict[tuple[str, str, int], int]:
+    """The channel-``all`` cost of each (service, period, start ms) as the read side finds it."""
+    sql, params = cost_sql(store.database, ["svc-a", "svc-b"], DAY // 1000, DAY // 1000 + 86_400)
+    return {
+        (str(s), str(p), int(start) * 1000): int(amount) for s, p, start, amount in store.query(sql, params)
+    }
+
+
+def write(sink: KeptSink, *events: CostEvent) -> None:
+    asyncio.run(sink.write(list(events)))
+
+
+def test_a_retried_cost_does_not_undo_its_correction(kpi_store: Store) -> None:
+    """Post A, its correction B (another id), then the client's retry of A: B stays in force.
+    Duplicates of B (a retry, a replay through a fresh sink, repeats in one batch) and merges
+    change nothing; a new post still replaces B."""
+    key = ("svc-a", "day", DAY)
+    sink = cost_sink(kpi_store)
+    a, b = cost("a", 15_002_500, T0), cost("b", 17_205_000, T0 + 5)
+    write(sink, a)
+    assert figures(kpi_store) == {key: a.amount_e4}
+    write(sink, b)
+    assert figures(kpi_store) == {key: b.amount_e4}
+    write(sink, replace(a, received_ms=T0 + 60_000))  # the retry, stamped when it arrived
+    assert figures(kpi_store) == {key: b.amount_e4}
+    write(sink, replace(b, received_ms=T0 + 120_000))
+    write(cost_sink(kpi_store), b)  # a worker killed before it committed: B's message again
+    write(sink, b, b, replace(a, received_ms=T0 + 130_000))
+    assert figures(kpi_store) == {key: b.amount_e4}
+    kpi_store.execute(f"OPTIMIZE TABLE {kpi_store.database}.cost_posts FINAL")
+    assert figures(kpi_store) == {key: b.amount_e4}
+    write(sink, cost("c", 1, T0 + 180_000))
+    assert figures(kpi_store) == {key: 1}
+
+
+def test_posts_that_first_arrived_together_are_ordered_by_id(kpi_store: Store) -> None:
+    """Two posts in one request share a received_ms: the greater id counts, in whatever order
+    they were stored. One id carried twice in a request with two amounts: the smaller counts."""
+    sink = cost_sink(kpi_store)
+    write(sink, cost("p-2", 20, T0), cost("p-1", 10, T0))
+    write(sink, cost("p-1", 10, T0 + 1))  # a retry of the lesser id: it does not move
+    write(sink, cost("q", 7, T0, "svc-b"), cost("q", 3, T0, "svc-b"), cost("q", 1, T0 + 1, "svc-b"))
+    assert figures(kpi_store) == {("svc-a", "day", DAY): 20, ("svc-b", "day", DAY): 3}
+
+
+def latest_posts(arrivals: list[CostEvent], at_first_arrival: bool) -> dict[tuple[str, str, int], int]:
+    """The model: each id at its first (or, the old bug, its last) arrival; per key the post
+    that arrived latest, the greater id on a tie."""
+    posts: dict[str, CostEvent] = {}
+    for e in sorted(arrivals, key=lambda e: e.received_ms, reverse=not at_first_arrival):
+        posts.setdefault(e.id, e)
+    latest: dict[tuple[str, str, int], CostEvent] = {}
+    for e in posts.values():
+        k = (e.service, e.period, e.start_ms)
+        if k not in latest or (e.received_ms, e.id) > (latest[k].received_ms, latest[k].id):
+            latest[k] = e
+    return {k: e.amount_e4 for k, e in latest.items()}
+
+
+def test_costs_are_the_posts_that_first_arrived_last_whatever_the_repeats(kpi_store: Store) -> None:
+    """Random posts and retries of earlier posts, stored in random batches in a random order,
+    some batches twice: each key's figure is the amount of the post whose first arrival is
+    latest (the greater id on a tie), before and after the parts merge."""
+    rng = random.Random(1)
+    keys = [("svc-a", DAY), ("svc-a", MONDAY), ("svc-b", DAY)]
+    arrivals: list[CostEvent] = []
+    t = T0
+    for i in range(150):
+        t += rng.choice([0, 0, 1, 3, 1000])
+        if arrivals and rng.random() < 0.4:
+            arrivals.append(replace(rng.choice(arrivals), received_ms=t))  # a retry, later
+        else:
+            service, start = rng.choice(keys)
+            arrivals.append(cost(f"p{i}", rng.randrange(10**9), t, service, start))
+    expected = latest_posts(arrivals, at_first_arrival=True)
+    assert len(expected) == len(keys)
+    assert expected != latest_posts(arrivals, at_first_arrival=False)  # the retries matter here
+    shuffled = rng.sample(arrivals, len(arrivals))
+    chunks: list[list[CostEvent]] = []
+    at = 0
+    while at < len(shuffled):
+        size = rng.randint(1, 20)
+        chunks.append(shuffled[at : at + size])
+        at += size
+    sink = cost_sink(kpi_store)
+    for chunk in chunks + rng.sample(chunks, len(chunks) // 3):
+        write(sink, *chunk)
+    assert figures(kpi_store) == expected
+    kpi_store.execute(f"OPTIMIZE TABLE {kpi_store.database}.cost_posts FINAL")
+    assert figures(kpi_store) == expected

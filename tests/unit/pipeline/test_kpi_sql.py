@@ -263,9 +263,12 @@ def test_probe_window_sql_snapshot() -> None:
 def test_cost_sql_snapshot() -> None:
     sql, params = cost_sql(DB, ["a"], s(2024, 4, 1), s(2024, 4, 3, 10, 15, 30))
     assert sql == (
-        "SELECT service, period, toInt64(toUInt32(start)), argMax(amount_e4, received_ms) "
-        "FROM perfplat.costs WHERE service IN %(services)s AND channel = %(channel)s "
-        "AND start >= %(a)s AND start < %(b)s GROUP BY service, period, start"
+        "SELECT service, period, toInt64(toUInt32(start)), argMax(amount, (first_ms, id)) FROM ("
+        "SELECT service, period, start, id, min(received_ms) AS first_ms, "
+        "argMin(amount_e4, (received_ms, amount_e4)) AS amount FROM perfplat.cost_posts "
+        "WHERE service IN %(services)s AND channel = %(channel)s "
+        "AND start >= %(a)s AND start < %(b)s GROUP BY service, period, start, id"
+        ") AS p GROUP BY service, period, start"
     )
     assert params == {
         "services": ["a"],
