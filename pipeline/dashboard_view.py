@@ -4,8 +4,9 @@ services. Pure: figures (as the read API's JSON shapes them) in, plain values ou
 (``api/templates``) only lay these out; they escape every string.
 
 Which completion rate a page shows: the headline tile is the *transactions* completion rate
-(completed ÷ started in the window, the original's formula, from the events services send); the journey funnel beside it shows the rate from page events (``stage:done`` ÷
-``stage:start``), labelled as such.
+(completed ÷ started in the window, the original's formula, from the events services send); the
+journey funnel beside it shows the rate from page events (``stage:done`` ÷ ``stage:start``),
+labelled as such.
 """
 
 from __future__ import annotations
