@@ -14,12 +14,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Dialog, expect
+from playwright.sync_api import Browser, Dialog, expect
 
 from tests.conftest import unique
 from tests.e2e.conftest import users_now
 from tests.support.browser import BrowserPage
 from tests.support.kpi_events import Target, running_stack, wait_until
+from tests.support.pages.site import AXE_JS, install_stageprompt
 from tests.support.sse import Sse
 
 pytestmark = pytest.mark.e2e
@@ -134,3 +135,60 @@ def test_a_stream_asked_for_without_accept_is_streamed_on_both_stacks(target: Ta
             assert sse.frame() == {"retry": "3000"}
             figures, _ = sse.figures()
             assert "users_now" in figures
+
+
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def test_the_pages_pass_an_accessibility_check(target: Target, browser: Browser) -> None:
+    """axe-core (WCAG 2.1 A and AA rules: contrast, labels, landmarks, headings, tables) finds
+    nothing on the home, service and department pages, with the funnel and help charts shown."""
+    install_stageprompt()  # the test pages' npm folder also holds axe-core
+    service, group = unique("a11y"), unique("dept")
+    target.register(service, group=group)
+    for label in ("start", "details", "done"):
+        httpx.post(target.base_url + "/beacon", json={"category": service, "action": "stage", "label": label})
+    httpx.post(target.base_url + "/beacon", json={"category": service, "action": "help", "label": "fees"})
+    wait_until(
+        lambda: httpx.get(f"{target.base_url}/services/{service}/journey?period=day").json()["help"] != [], 30
+    )
+    context = browser.new_context(bypass_csp=True)  # to inject axe; the pages' own CSP is tested elsewhere
+    try:
+        page = context.new_page()
+        for path in ("/performance", f"/performance/{service}", f"/performance/{group}"):
+            page.goto(target.base_url + path)
+            page.add_script_tag(path=str(AXE_JS))
+            result = page.evaluate(
+                "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", AXE_TAGS
+            )
+            violations = [
+                (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
+            ]
+            assert violations == [], (path, violations)
+            assert len(result["passes"]) > 10, path  # it did check the page
+    finally:
+        context.close()
+
+
+def test_without_javascript_everything_but_live_updates_works(target: Target, browser: Browser) -> None:
+    service = unique("nojs")
+    target.register(service)
+    visit(target, service, 1)
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(f"{target.base_url}/performance/{service}")
+        expect(page.locator("[data-live-count]")).to_have_text("1")  # rendered on the server
+        expect(page.locator(".pp-tile")).not_to_have_count(0)
+        assert page.locator("svg.pp-chart").count() >= 3
+        table = page.locator("details.pp-chart-table").first
+        table.locator("summary").click()  # native disclosure, no script
+        expect(table.locator("table")).to_be_visible()
+        page.get_by_role("link", name="This month so far").click()
+        assert page.url.endswith(f"/performance/{service}?period=month")
+        csv_href = page.locator("a[download]").first.get_attribute("href")
+        assert csv_href == f"/performance/{service}/volumes.csv?period=month"
+        r = page.request.get(target.base_url + csv_href)
+        assert r.status == 200 and r.text().startswith("_start_at,_end_at,digital")
+    finally:
+        context.close()

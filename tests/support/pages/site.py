@@ -28,6 +28,8 @@ HOST = "127.0.0.2"
 """Loopback, but not the API's address: another origin and another site."""
 STAGEPROMPT_JS = PAGES / "node_modules" / "govuk_frontend_toolkit" / "javascripts" / "stageprompt.js"
 JQUERY_JS = PAGES / "node_modules" / "jquery" / "dist" / "jquery.min.js"
+AXE_JS = PAGES / "node_modules" / "axe-core" / "axe.min.js"
+"""axe-core, the accessibility checker the dashboard tests run in the page."""
 
 
 class ServiceSite:
@@ -89,9 +91,9 @@ class ServiceSite:
 
 
 def install_stageprompt(timeout_s: float = 180) -> None:
-    """``npm ci`` in this folder unless Stageprompt and jQuery are already there. Raises with npm's
+    """``npm ci`` in this folder unless Stageprompt, jQuery and axe-core are already there. Raises with npm's
     output when it fails (no npm, or the registry out of reach)."""
-    if STAGEPROMPT_JS.is_file() and JQUERY_JS.is_file():
+    if STAGEPROMPT_JS.is_file() and JQUERY_JS.is_file() and AXE_JS.is_file():
         return
     npm = shutil.which("npm")
     if npm is None:
@@ -104,5 +106,5 @@ def install_stageprompt(timeout_s: float = 180) -> None:
         timeout=timeout_s,
         check=False,
     )
-    if done.returncode != 0 or not STAGEPROMPT_JS.is_file():
+    if done.returncode != 0 or not STAGEPROMPT_JS.is_file() or not AXE_JS.is_file():
         raise RuntimeError(f"npm ci in {PAGES} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
