@@ -5,6 +5,16 @@ text, it is not JSON, it is not an object or an array, or it holds too many even
 each event is validated on its own: good ones become ``JourneyEvent``; bad ones become a
 ``Drop`` naming the event's index, the field and a reason from a closed set, and never take
 their valid neighbours down with them.
+
+An event's time is, in order: ``ts`` when the sender's clock is to be trusted (a service's back
+end); arrival minus ``age_ms`` when the sender only knows how long ago the event happened (the
+browser beacon, whose visitors' clocks are wrong: it measures the age on a monotonic clock and
+sends it afresh with every attempt); else the arrival time. ``ts`` and ``age_ms`` together are
+refused as a conflict: which one is meant cannot be told. A time derived from ``age_ms`` is cut
+to its whole second (what ClickHouse keeps anyway), so that a retry of the same event, sent
+seconds later with a larger age, lands on the same stored ``ts`` and the id sets keyed by time
+dedupe it; only a difference in network delay between the two sends that straddles a second
+boundary still moves it (see :func:`age_timestamp`).
 """
 
 from __future__ import annotations
@@ -49,6 +59,8 @@ class DropReason(StrEnum):
     TOO_LONG = "too_long"
     BAD_FORMAT = "bad_format"
     OUT_OF_RANGE = "out_of_range"
+    CONFLICT = "conflict"
+    """Two fields that say the same thing, and may disagree (``ts`` and ``age_ms``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +167,37 @@ def _timestamp(raw: dict[str, Any], received_ms: int) -> int:
     return ts_ms
 
 
+def age_timestamp(received_ms: int, age_ms: int) -> int:
+    """When an event ``age_ms`` old at its arrival ``received_ms`` happened, cut to the whole
+    second (never after its arrival).
+
+    A retry of one event arrives later with a larger age, by the time between the two sends as
+    the browser measured it; what differs between the two results is only the difference in
+    their network delays (milliseconds, usually). Cut to the second, both land on the same
+    second unless that difference straddles a second boundary: then the retry is stored one
+    second apart, and in another minute only when that boundary is a minute's."""
+    return (received_ms - age_ms) // 1000 * 1000
+
+
+def _age(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid("age_ms", DropReason.WRONG_TYPE, "'age_ms' must be a whole number of milliseconds")
+    if value < 0 or value > MAX_PAST_MS:
+        raise _Invalid(
+            "age_ms", DropReason.OUT_OF_RANGE, f"'age_ms' must be between 0 and {MAX_PAST_MS} (7 days)"
+        )
+    return value
+
+
+def _event_time(raw: dict[str, Any], received_ms: int) -> int:
+    age = raw.get("age_ms")
+    if age is None:
+        return _timestamp(raw, received_ms)
+    if raw.get("ts") is not None:
+        raise _Invalid("age_ms", DropReason.CONFLICT, "send 'ts' or 'age_ms', not both")
+    return age_timestamp(received_ms, _age(age))
+
+
 def _event(raw: Any, visit: Visit, limits: Limits, visitor_of: Any) -> JourneyEvent:
     if not isinstance(raw, dict):
         raise _Invalid(None, DropReason.NOT_AN_OBJECT, "event must be a JSON object")
@@ -179,7 +222,7 @@ def _event(raw: Any, visit: Visit, limits: Limits, visitor_of: Any) -> JourneyEv
         label=_text(raw, "label", limits.max_field_chars),
         kind=kind,
         path=_text(raw, "path", 1024),
-        ts_ms=_timestamp(raw, visit.received_ms),
+        ts_ms=_event_time(raw, visit.received_ms),
         received_ms=visit.received_ms,
         visitor=visitor_of(service),
     )
@@ -206,12 +249,15 @@ def validate_events(raws: list[Any], visit: Visit, limits: Limits) -> tuple[list
 
 
 def query_event(params: dict[str, str]) -> dict[str, Any]:
-    """The GET pixel's query string as one event object (``ts`` may be a number in text)."""
+    """The GET pixel's query string as one event object (``ts`` and ``age_ms`` may be
+    numbers in text)."""
     raw: dict[str, Any] = {k: v for k, v in params.items() if k in _PIXEL_FIELDS}
-    ts = raw.get("ts")
-    if isinstance(ts, str) and _INT_TEXT.fullmatch(ts):
-        raw["ts"] = int(ts)
+    for field in _PIXEL_NUMBERS:
+        value = raw.get(field)
+        if isinstance(value, str) and _INT_TEXT.fullmatch(value):
+            raw[field] = int(value)
     return raw
 
 
-_PIXEL_FIELDS = frozenset({"category", "action", "label", "kind", "path", "ts", "id"})
+_PIXEL_FIELDS = frozenset({"category", "action", "label", "kind", "path", "ts", "age_ms", "id"})
+_PIXEL_NUMBERS = ("ts", "age_ms")

@@ -20,8 +20,11 @@
  * counted twice. Everything pending is sent on pagehide or when the page is hidden.
  *
  * It writes no cookies and no storage: the platform tells visitors apart without identifiers
- * (a salted daily hash at ingest). No event time is sent: the server stamps each event on
- * arrival, so a visitor's wrong clock cannot push its events out of the accepted range.
+ * (a salted daily hash at ingest). No clock time is sent (visitors' clocks are wrong): each
+ * event records when it happened on a monotonic clock (performance.now(), else Date.now()),
+ * and every send (a retry, a pixel too) carries `age_ms`, how long ago that was. The server
+ * takes its arrival time minus the age, to the second, so a retry lands on the same time as
+ * the first attempt and its id is counted once.
  *
  * Nothing here may throw into the host page: every entry point runs inside `guard`.
  */
@@ -76,6 +79,16 @@
       return parts.length > 3 ? [parts[0], parts[1], parts.slice(2).join(':')] : parts;
     };
 
+    var perf = win.performance;
+    var now =
+      perf && typeof perf.now === 'function'
+        ? function () {
+            return perf.now();
+          }
+        : function () {
+            return Date.now();
+          };
+
     var newId = function () {
       var id = Date.now().toString(36);
       var c = win.crypto;
@@ -99,6 +112,8 @@
       if (!SLUG.test(c)) return false;
       var loc = win.location;
       var e = { category: c, kind: kind === 'page' ? 'page' : 'click', id: newId() };
+      // when it happened; not enumerable, so neither JSON nor the pixel's query sends it
+      Object.defineProperty(e, 'at', { value: now() });
       if (action != null) e.action = String(action).slice(0, 128);
       if (label != null) e.label = String(label).slice(0, 512);
       if (loc && loc.pathname) e.path = String(loc.pathname).slice(0, 1024);
@@ -151,6 +166,10 @@
     // later (its failure goes to the retry queue) or when nothing could be sent.
     var send = function (events) {
       if (!events.length) return false;
+      var t = now();
+      events.forEach(function (e) {
+        e.age_ms = Math.max(0, Math.round(t - e.at)); // afresh for each attempt
+      });
       var body;
       try {
         body = JSON.stringify(events);

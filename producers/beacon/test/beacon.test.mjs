@@ -349,6 +349,75 @@ for (const [build, file] of Object.entries(BUILDS)) {
       });
     });
 
+    describe('event age (the server takes arrival minus age_ms: no visitor clock is trusted)', () => {
+      it('sends how long ago each event happened, in whole ms on the monotonic clock', () => {
+        const p = open();
+        p.clock.advance(5000);
+        p.perfplat.track('svc', 'stage', 'a');
+        p.clock.advance(300);
+        p.perfplat.track('svc', 'stage', 'b');
+        p.clock.advance(1000); // the batch timer: 1 s after the first event
+        assert.deepEqual(pick(p.events(), 'label', 'age_ms'), [
+          { label: 'a', age_ms: 1000 },
+          { label: 'b', age_ms: 700 },
+        ]);
+        for (const e of p.events()) assert.ok(!('at' in e) && !('ts' in e), JSON.stringify(e));
+      });
+
+      it('a retry carries the same id and an age larger by the time between the sends', async () => {
+        const p = open({ beacon: null, fetch: ((n) => () => (n++ < 2 ? 503 : 202))(0) });
+        p.run('Math.random = () => 1'); // backoff of exactly 1 s, then 2 s
+        p.perfplat.track('svc', 'stage', 'a');
+        p.clock.advance(250);
+        p.perfplat.flush();
+        await settle();
+        p.clock.advance(1000);
+        await settle();
+        p.clock.advance(2000);
+        await settle();
+        assert.deepEqual(
+          p.sent.fetches.map((f) => f.events.map((e) => e.age_ms)),
+          [[250], [1250], [3250]],
+        );
+        assert.equal(new Set(p.sent.fetches.map((f) => f.events[0].id)).size, 1);
+      });
+
+      it('the GIF pixel carries age_ms in its query, as a retry handed to it later does', async () => {
+        let fetchWorks = true;
+        const p = open({ beacon: null, fetch: () => { if (fetchWorks) return 503; throw new TypeError('blocked'); } });
+        p.run('Math.random = () => 1');
+        p.perfplat.track('svc', 'stage', 'a:b & c');
+        p.clock.advance(1000); // the batch: by fetch, refused
+        await settle();
+        fetchWorks = false;
+        p.clock.advance(1000); // the retry: fetch throws, so the pixel
+        assert.equal(p.sent.pixels.length, 1);
+        const query = new URL(p.sent.pixels[0]).searchParams;
+        assert.equal(query.get('age_ms'), '2000');
+        assert.equal(query.get('id'), p.sent.fetches[0].events[0].id);
+        assert.equal(query.get('label'), 'a:b & c');
+        assert.ok(!query.has('at') && !query.has('ts'));
+      });
+
+      it('without performance.now it measures on Date.now, and never sends a negative age', () => {
+        let wall = 1_700_000_000_000;
+        const p = open({ globals: { performance: undefined, Date: { now: () => wall } } });
+        p.perfplat.track('svc', 'stage', 'a');
+        wall += 1234;
+        p.perfplat.track('svc', 'stage', 'b');
+        wall -= 60_000; // the visitor's clock set back
+        p.perfplat.flush();
+        p.perfplat.track('svc', 'stage', 'c');
+        wall += 42;
+        p.perfplat.flush();
+        assert.deepEqual(pick(p.events(), 'label', 'age_ms'), [
+          { label: 'a', age_ms: 0 },
+          { label: 'b', age_ms: 0 },
+          { label: 'c', age_ms: 42 },
+        ]);
+      });
+    });
+
     describe('transports', () => {
       it('sendBeacon to data-endpoint with a text body (sent as text/plain): a JSON array', () => {
         const p = open({
@@ -360,7 +429,9 @@ for (const [build, file] of Object.entries(BUILDS)) {
         assert.equal(b.url, 'https://in.example/beacon');
         assert.equal(typeof b.body, 'string');
         assert.ok(Array.isArray(JSON.parse(b.body)));
-        assert.deepEqual(Object.keys(b.events[0]).sort(), ['action', 'category', 'id', 'kind', 'label', 'path']);
+        assert.deepEqual(Object.keys(b.events[0]).sort(), [
+          'action', 'age_ms', 'category', 'id', 'kind', 'label', 'path',
+        ]);
       });
 
       it("the endpoint defaults to the script's own origin", () => {

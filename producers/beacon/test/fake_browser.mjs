@@ -122,6 +122,7 @@ class Clock {
  * (null: no currentScript). Transports: `beacon(url, body)` returns what sendBeacon returns
  * (null: no sendBeacon; `sent.beacons` holds refused calls too); `fetch(url, init)` returns a
  * status, throws, or returns a rejected promise (null: no fetch); `image` false removes Image.
+ * `performance.now()` reads the test's clock (`globals: { performance: undefined }` removes it).
  */
 export function page({
   body = [],
@@ -180,6 +181,7 @@ export function page({
         }
       : {},
     crypto: webcrypto,
+    performance: { now: () => clock.now + 0.25 }, // fractional, as a browser's
     URL,
     setTimeout: (fn, ms) => clock.setTimeout(fn, ms),
     clearTimeout: (id) => clock.clearTimeout(id),

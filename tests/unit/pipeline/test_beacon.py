@@ -19,6 +19,7 @@ from pipeline.beacon import (
     DropReason,
     Limits,
     Visit,
+    age_timestamp,
     check_content_type,
     parse_body,
     query_event,
@@ -174,6 +175,15 @@ BAD_EVENTS: list[tuple[str, Any, str | None, DropReason]] = [
         R.OUT_OF_RANGE,
     ),
     ("ts at the epoch", good(ts=0), "ts", R.OUT_OF_RANGE),
+    ("age_ms negative", good(age_ms=-1), "age_ms", R.OUT_OF_RANGE),
+    ("age_ms over 7 days", good(age_ms=MAX_PAST_MS + 1), "age_ms", R.OUT_OF_RANGE),
+    ("age_ms a float", good(age_ms=1500.5), "age_ms", R.WRONG_TYPE),
+    ("age_ms a whole float", good(age_ms=1500.0), "age_ms", R.WRONG_TYPE),
+    ("age_ms a string", good(age_ms="1500"), "age_ms", R.WRONG_TYPE),
+    ("age_ms true", good(age_ms=True), "age_ms", R.WRONG_TYPE),
+    ("age_ms a list", good(age_ms=[1]), "age_ms", R.WRONG_TYPE),
+    ("age_ms with ts", good(age_ms=1500, ts=RECEIVED_MS), "age_ms", R.CONFLICT),
+    ("age_ms 0 with ts", good(age_ms=0, ts=RECEIVED_MS), "age_ms", R.CONFLICT),
     ("label too long", good(label="l" * (LIMITS.max_field_chars + 1)), "label", R.TOO_LONG),
     ("label a number", good(label=7), "label", R.WRONG_TYPE),
     ("label with NUL", good(label="a\x00b"), "label", R.BAD_FORMAT),
@@ -235,6 +245,9 @@ def test_a_trailing_newline_is_not_part_of_a_slug_or_an_id(raw: dict[str, Any], 
         {"category": "0-a_b"},
         good(kind="click"),
         good(kind="page"),
+        good(age_ms=0),
+        good(age_ms=MAX_PAST_MS),
+        good(age_ms=None, ts=RECEIVED_MS),
     ],
     ids=[
         "ts 7 days ago",
@@ -247,6 +260,9 @@ def test_a_trailing_newline_is_not_part_of_a_slug_or_an_id(raw: dict[str, Any], 
         "category digits dash underscore",
         "click",
         "page",
+        "age_ms 0",
+        "age_ms 7 days",
+        "age_ms null beside ts",
     ],
 )
 def test_values_at_the_limits_are_accepted(raw: dict[str, Any]) -> None:
@@ -312,6 +328,72 @@ def test_fields_are_carried_over() -> None:
 )
 def test_timestamps_are_converted_to_utc_epoch_milliseconds(value: Any, expected: int) -> None:
     assert only_event(good(ts=value)).ts_ms == expected
+
+
+# --- age_ms: the event's time as arrival minus its age, to the second -------------------------------
+
+
+def test_the_messages_name_the_field_and_the_rule() -> None:
+    _, drops = validate([good(age_ms=-5), good(age_ms=2.5), good(age_ms=1, ts=RECEIVED_MS)])
+    assert [d.message for d in drops] == [
+        f"event 0: 'age_ms' must be between 0 and {MAX_PAST_MS} (7 days)",
+        "event 1: 'age_ms' must be a whole number of milliseconds",
+        "event 2: send 'ts' or 'age_ms', not both",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("age_ms", "ts_ms"),
+    [
+        (0, RECEIVED_MS),
+        (1, RECEIVED_MS - 1000),
+        (1000, RECEIVED_MS - 1000),
+        (1001, RECEIVED_MS - 2000),
+        (61_500, RECEIVED_MS - 62_000),
+        (MAX_PAST_MS, RECEIVED_MS - MAX_PAST_MS),
+    ],
+)
+def test_age_ms_gives_arrival_minus_age_cut_to_the_second(age_ms: int, ts_ms: int) -> None:
+    event = only_event(good(age_ms=age_ms))
+    assert (event.ts_ms, event.received_ms) == (ts_ms, RECEIVED_MS)
+
+
+def test_the_derived_time_is_never_after_arrival() -> None:
+    visit = Visit(RECEIVED_MS + 999, SALT, VISIT.ip, VISIT.user_agent)
+    [event], _ = validate([good(age_ms=0)], visit=visit)
+    assert event.ts_ms == RECEIVED_MS <= event.received_ms
+
+
+def test_a_retry_with_its_age_grown_by_the_time_between_sends_gets_the_same_time() -> None:
+    """The first attempt 1.5 s after the event; the retry 7.25 s later, 30 ms slower on the wire."""
+    first = Visit(RECEIVED_MS + 400, SALT, VISIT.ip, VISIT.user_agent)
+    retry = Visit(RECEIVED_MS + 400 + 7250 + 30, SALT, VISIT.ip, VISIT.user_agent)
+    [a], _ = validate([good(id="e1", age_ms=1500)], visit=first)
+    [b], _ = validate([good(id="e1", age_ms=1500 + 7250)], visit=retry)
+    assert a.ts_ms == b.ts_ms == RECEIVED_MS - 2000
+    assert a.received_ms != b.received_ms
+
+
+@given(
+    event_ms=st.integers(min_value=RECEIVED_MS - 86_400_000, max_value=RECEIVED_MS),
+    delay_ms=st.integers(min_value=0, max_value=5_000),
+    waited_ms=st.lists(st.integers(min_value=0, max_value=120_000), min_size=1, max_size=8),
+    jitter_ms=st.lists(st.integers(min_value=-999, max_value=999), min_size=1, max_size=8),
+)
+def test_retries_land_on_the_same_second_unless_their_jitter_crosses_one(
+    event_ms: int, delay_ms: int, waited_ms: list[int], jitter_ms: list[int]
+) -> None:
+    """Sends at event + delay + waited (the client's own clock), arriving with the same network
+    delay give the same time, whatever the wait; a delay differing by under a second moves it by
+    at most one second, and only when the two lie either side of a second boundary."""
+    for waited, jitter in zip(waited_ms, jitter_ms, strict=False):
+        sent = event_ms + delay_ms + waited
+        age = delay_ms + waited
+        same = age_timestamp(sent, age)
+        assert same == age_timestamp(event_ms + delay_ms, delay_ms) == event_ms // 1000 * 1000
+        moved = age_timestamp(sent + jitter, age)
+        assert abs(moved - same) <= 1000
+        assert (moved == same) == ((event_ms + jitter) // 1000 == event_ms // 1000)
 
 
 @pytest.mark.parametrize(("given_", "stored"), [("Checkout", "checkout"), ("MY-SERVICE_2", "my-service_2")])
@@ -388,6 +470,7 @@ event_like = st.fixed_dictionaries(
         "label": st.one_of(st.text(min_size=500, max_size=520, alphabet="ab:"), json_values),
         "action": json_values,
         "path": json_values,
+        "age_ms": st.one_of(st.integers(min_value=-1000, max_value=MAX_PAST_MS + 1000), json_values),
     },
 )
 items = st.lists(st.one_of(json_values, event_like), min_size=1, max_size=10)
@@ -435,6 +518,21 @@ def test_query_event_keeps_event_fields_and_ignores_the_rest() -> None:
         "id": "e1",
         "ts": 1710072000000,
     }
+
+
+def test_a_pixel_query_carries_age_ms_as_a_number() -> None:
+    raw = query_event({"category": "checkout", "id": "e1", "age_ms": "2500"})
+    assert raw == {"category": "checkout", "id": "e1", "age_ms": 2500}
+    assert only_event(raw).ts_ms == RECEIVED_MS - 3000
+
+
+@pytest.mark.parametrize(
+    ("age_ms", "reason"),
+    [("-5", DropReason.OUT_OF_RANGE), ("2.5", DropReason.WRONG_TYPE), ("", DropReason.WRONG_TYPE)],
+)
+def test_a_bad_pixel_age_ms_is_named(age_ms: str, reason: DropReason) -> None:
+    _, drops = validate([query_event({"category": "checkout", "age_ms": age_ms})])
+    assert [(d.field, d.reason) for d in drops] == [("age_ms", reason)]
 
 
 @pytest.mark.parametrize(
