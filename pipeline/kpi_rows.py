@@ -42,15 +42,12 @@ def event_key(event: Counted) -> Key:
     return (event.service, event.id, event.ts_ms // 60_000 * 60)
 
 
-def first_of_each(events: Iterable[C]) -> list[C]:
-    """The batch without its repeats (the first of each key, in batch order)."""
-    seen: set[Key] = set()
-    out = []
+def by_key(events: Iterable[C]) -> dict[Key, C]:
+    """Each key of the batch with its first event, in batch order: the batch without its
+    repeats, with every key computed once (the sink needs both)."""
+    out: dict[Key, C] = {}
     for e in events:
-        k = event_key(e)
-        if k not in seen:
-            seen.add(k)
-            out.append(e)
+        out.setdefault(event_key(e), e)
     return out
 
 

@@ -33,6 +33,10 @@ class KafkaSettings(BaseModel):
     linger_ms: int = 2
     delivery_timeout_ms: int = 5000
     session_timeout_ms: int = 6000
+    fetch_max_wait_ms: int = Field(default=100, ge=1)
+    """Longest a worker's Fetch may wait at the broker for data. Tansu holds a Fetch that finds
+    nothing new for this whole time (Kafka answers when data arrives), so on Tansu it bounds how
+    long a new event waits before the worker sees it (``stream_processors.kafka_transport``)."""
     heartbeat_interval_ms: int = 1000
     coalesce_window_ms: float = 2.0
     """How long the ingest publisher gathers events bound for one partition into one envelope."""

@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import faust
-
 from pipeline import kpi_rows
 from pipeline.settings import Settings
 from pipeline.store import Store
@@ -21,6 +19,7 @@ from pipeline.topics import topics_for
 from schemas import availability, cost, satisfaction, transaction
 from stream_processors.dead_letter import DeadLetter
 from stream_processors.journey import Message, decode_batch, decode_envelopes, decode_ops
+from stream_processors.kafka_transport import WorkerApp
 from stream_processors.kpi_sink import CountedSink, KeptSink
 from stream_processors.record_sink import RecordSink
 from stream_processors.sink import JourneySink
@@ -31,8 +30,9 @@ log = logging.getLogger(__name__)
 def make_app(settings: Settings, store: Store) -> Any:
     k = settings.kafka
     topics = topics_for(k)
-    app = faust.App(
+    app = WorkerApp(
         settings.worker.app_id,
+        fetch_max_wait_ms=k.fetch_max_wait_ms,
         broker=f"kafka://{settings.bootstrap}",
         store="memory://",
         # Faust's own files (table state, leader assignment) live beside the rest of the data,

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
-from pipeline.kpi_rows import C, Columns, event_key, first_of_each, minute_ids_query
+from pipeline.kpi_rows import C, Columns, by_key, minute_ids_query
 from pipeline.store import Store
 from stream_processors.retry import until_stored
 
@@ -69,14 +69,14 @@ class CountedSink(Generic[C]):
 
     def _apply(self, events: list[C]) -> None:
         now = time.monotonic()
-        unique = first_of_each(events)
-        keys = [event_key(e) for e in unique]
-        self._load({(s, m) for s, _, m in keys}, now)
-        fresh = [e for e, (s, i, m) in zip(unique, keys, strict=True) if i not in self._minutes[s, m].ids]
+        unique = by_key(events)
+        self._load({(s, m) for s, _, m in unique}, now)
+        minutes = self._minutes
+        fresh = {k: e for k, e in unique.items() if k[1] not in minutes[k[0], k[2]].ids}
         if fresh:
-            self._store.insert(self._in_table, self._columns(fresh))
-            for s, i, m in (event_key(e) for e in fresh):
-                self._minutes[s, m].ids.add(i)
+            self._store.insert(self._in_table, self._columns(list(fresh.values())))
+            for s, i, m in fresh:
+                minutes[s, m].ids.add(i)
         for key in [k for k, v in self._minutes.items() if now - v.used > self._forget_s]:
             del self._minutes[key]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pipeline.kpi import bucket_edge_ms
 from pipeline.kpi_rows import (
+    by_key,
     event_key,
-    first_of_each,
     minute_ids_query,
     time_to_complete_ms,
     tx_columns,
@@ -29,7 +29,10 @@ def test_an_event_is_its_service_id_and_minute() -> None:
 
 def test_repeats_in_a_batch_keep_the_first() -> None:
     a1, b, a2, a_next_minute = tx("a", T), tx("b", T), tx("a", T + 5), tx("a", T + 60_000)
-    assert first_of_each([a1, b, a2, a_next_minute]) == [a1, b, a_next_minute]
+    unique = by_key([a1, b, a2, a_next_minute])
+    assert list(unique.values()) == [a1, b, a_next_minute]
+    assert list(unique) == [event_key(a1), event_key(b), event_key(a_next_minute)]
+    assert unique[event_key(a2)] is a1
 
 
 def test_the_lookup_binds_every_value_and_reads_only_the_given_minutes() -> None:

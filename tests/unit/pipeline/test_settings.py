@@ -127,3 +127,12 @@ def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(ValidationError):
         s.log_level = "DEBUG"  # type: ignore[misc]
+
+
+def test_the_workers_fetch_wait_is_a_kafka_setting(clean_env: pytest.MonkeyPatch) -> None:
+    assert Settings().kafka.fetch_max_wait_ms == 100
+    clean_env.setenv("PERFPLAT_KAFKA__FETCH_MAX_WAIT_MS", "40")
+    assert Settings().kafka.fetch_max_wait_ms == 40
+    clean_env.setenv("PERFPLAT_KAFKA__FETCH_MAX_WAIT_MS", "0")
+    with pytest.raises(ValidationError, match="fetch_max_wait_ms"):
+        Settings()
