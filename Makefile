@@ -75,6 +75,12 @@ bench: $(STAMP) $(ASSETS_CSS)
 bench-data-sets: $(STAMP) system-deps
 	$(BIN)/perfplat bench data-sets $(ARGS)
 
+## the dashboard page's first render with a year of data, on a stack of its own (embedded by
+## default: perfplat up on free ports; ARGS='--backend server' for the ClickHouse server)
+.PHONY: bench-dashboard
+bench-dashboard: $(STAMP) $(ASSETS_CSS)
+	$(BIN)/perfplat bench dashboard $(ARGS)
+
 ## the browser beacon: install the locked minifier, build producers/beacon/dist/beacon.min.js (commit it)
 .PHONY: beacon
 beacon:

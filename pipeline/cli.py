@@ -213,6 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ds_parser = argparse.ArgumentParser(prog="perfplat bench data-sets")
         bench_datasets.add_arguments(ds_parser)
         return bench_datasets.main(ds_parser.parse_args(argv[2:]))
+    if argv[:2] == ["bench", "dashboard"]:  # the dashboard's first render, on a stack of its own
+        from pipeline import bench_dashboard
+
+        dash_parser = argparse.ArgumentParser(prog="perfplat bench dashboard")
+        bench_dashboard.add_arguments(dash_parser)
+        return bench_dashboard.main(dash_parser.parse_args(argv[2:]))
     if argv[:1] == ["bench"]:  # the benchmark has its own options and reads no settings
         from pipeline import bench as bench_mod
 
