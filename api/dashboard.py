@@ -136,10 +136,9 @@ class Dashboard:
 
         async def compute() -> dict[str, Any]:
             chart_period = CHART_PERIOD[period]
-            summary, (_, aggs), journey, users = await asyncio.gather(
-                self.kpi.summary(slug, period),
+            (summary, journey), (_, aggs), users = await asyncio.gather(
+                self.kpi.summary_and_journey(slug, period),
                 self.kpi.series_buckets(slug, chart_period, None, None),
-                self.kpi.journey(slug, period),
                 self.live.users_now(slug),
             )
 

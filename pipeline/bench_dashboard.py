@@ -40,9 +40,9 @@ its first time in at most 200 ms of server time with a year of data for the serv
    Each answer's ``Server-Timing: render;dur=`` is the server time; the client's wall time is
    kept too (embedded: through the ingest process, which proxies reads, as a browser goes).
 5. **Queries.** A service page computes, concurrently, the KPI summary (two windows x five
-   queries), the 30-bucket series (four), the journey funnel and users now. After the runs each
-   of those queries is run alone against the store (first run, then the median of
-   ``--query-repeats``) to say which one is slow.
+   queries; the current window's journey rows are also the funnel), the 30-bucket series (four)
+   and users now. After the runs each of those queries is run alone against the store (first
+   run, then the median of ``--query-repeats``) to say which one is slow.
 
 Progress and a readable report go to stderr; the JSON summary to stdout (and ``--json PATH``).
 """
@@ -73,7 +73,6 @@ from pipeline.bench import median, spread
 from pipeline.bench_datasets import BenchStack
 from pipeline.broker import die_with_parent
 from pipeline.dashboard_view import CHART_PERIOD
-from pipeline.journey_sql import journey_window_sql
 from pipeline.kpi_sql import (
     SUMMARY_PERIODS,
     Query,
@@ -393,9 +392,9 @@ _SERIES_PARTS = ("tx", "ratings", "probes", "costs")
 
 def page_queries(database: str, service: str, period: Period, now_ms: int) -> list[tuple[str, Query]]:
     """The queries a service page runs for ``period`` at ``now_ms``, named: the summary's two
-    windows (``pipeline.kpi_sql.window_queries``), the series of ``CHART_PERIOD[period]``, the
-    journey funnel and users now, as ``api.kpi_read.KpiReader`` and ``api.read.LiveReader``
-    build them."""
+    windows (``pipeline.kpi_sql.window_queries``, whose journey rows are also the page's funnel),
+    the series of ``CHART_PERIOD[period]`` and users now, as ``api.kpi_read.KpiReader`` and
+    ``api.read.LiveReader`` build them."""
     current = read_window(*so_far_window(now_ms, period))
     previous = read_window(*previous_so_far_window(now_ms, period))
     out: list[tuple[str, Query]] = []
@@ -405,7 +404,6 @@ def page_queries(database: str, service: str, period: Period, now_ms: int) -> li
     series = series_query(service, CHART_PERIOD[period], None, None, now_ms)
     queries = series_queries(database, series)
     out += [(f"series.{part}", q) for part, q in zip(_SERIES_PARTS, queries, strict=True)]
-    out.append(("journey", journey_window_sql(database, [service], *current)))
     out.append(("users_now", users_now_sql(UsersNowQuery(service, now_ms), database)))
     return out
 

@@ -350,8 +350,8 @@ def _minutes(start_s: int, end_s: int) -> tuple[int, int]:
 
 
 def window_queries(database: str, services: Sequence[str], start_s: int, end_s: int) -> list[Query]:
-    """The reads of a window — transactions, ratings, probes, costs, journeys — for
-    :func:`window_aggs`."""
+    """The reads of a window — transactions, ratings, probes, costs, journeys (last, as
+    ``api.kpi_read.KpiReader.summary_and_journey`` relies on) — for :func:`window_aggs`."""
     return [
         tx_window_sql(database, services, start_s, end_s),
         rating_window_sql(database, services, start_s, end_s),
