@@ -33,7 +33,7 @@ from fastapi import APIRouter, Request
 from markupsafe import Markup
 from starlette.responses import HTMLResponse, Response
 
-from api.kpi_read import KpiReader
+from api.kpi_read import KpiReader, query_params
 from api.read import LiveReader, StaleWhileRevalidate
 from api.static_files import StaticFile
 from pipeline.beacon import SLUG
@@ -189,14 +189,8 @@ async def _no_figures(period: Period) -> dict[str, Any]:
 
 def _period(request: Request) -> Period:
     """``?period=`` (week by default); any other parameter, or one given twice, is a 400."""
-    seen: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        if name not in PAGE_PARAMS:
-            raise BadInput(f"unknown parameter {name[:40]!r}: this page takes period")
-        if name in seen:
-            raise BadInput(f"{name} is given more than once")
-        seen[name] = value
-    return parse_period(seen.get("period"), SUMMARY_PERIODS, DEFAULT_PERIOD)
+    args = query_params(request, PAGE_PARAMS, "page")
+    return parse_period(args.get("period"), SUMMARY_PERIODS, DEFAULT_PERIOD)
 
 
 def dashboard_router(dashboard: Dashboard) -> APIRouter:

@@ -200,12 +200,13 @@ async def _shaped(shape: Callable[[], T]) -> T:
     return await asyncio.to_thread(shape)
 
 
-def _params(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
-    """The query parameters, each given at most once and each one of ``allowed``."""
+def query_params(request: Request, allowed: tuple[str, ...], what: str = "route") -> dict[str, str]:
+    """The query parameters, each given at most once and each one of ``allowed``; the message of
+    an unknown one says what ``what`` (this route, this page) takes."""
     out: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
         if name not in allowed:
-            raise BadInput(f"unknown parameter {_shown(name)!r}: this route takes {', '.join(allowed)}")
+            raise BadInput(f"unknown parameter {_shown(name)!r}: this {what} takes {', '.join(allowed)}")
         if name in out:
             raise BadInput(f"{name} is given more than once")
         out[name] = value
@@ -229,7 +230,7 @@ def kpi_router(
     async def service_kpis(service: str, request: Request) -> JSONBody:
         """Every KPI for the period so far, against the same span of the previous period."""
         reader.service(service)
-        args = _params(request, ("period",))
+        args = query_params(request, ("period",))
         period = parse_period(args.get("period"), SUMMARY_PERIODS, DEFAULT_PERIOD)
         return JSONBody(await reader.summary(service, period), headers=_NO_STORE)
 
@@ -237,7 +238,7 @@ def kpi_router(
     async def service_kpi_series(service: str, request: Request) -> JSONBody:
         """Every KPI per bucket of ``period`` from ``start_at`` to ``end_at``."""
         reader.service(service)
-        args = _params(request, ("period", "start_at", "end_at"))
+        args = query_params(request, ("period", "start_at", "end_at"))
         period = parse_period(args.get("period"), SERIES_PERIODS, "day")
         body = await reader.series(service, period, args.get("start_at"), args.get("end_at"))
         return JSONBody(body, headers=_NO_STORE)
@@ -247,7 +248,7 @@ def kpi_router(
         """The journey funnel for the period so far: events per stage, starts, dones, completion
         rate, and help and error events by label."""
         reader.service(service)
-        args = _params(request, ("period",))
+        args = query_params(request, ("period",))
         period = parse_period(args.get("period"), SUMMARY_PERIODS, DEFAULT_PERIOD)
         return JSONBody(await reader.journey(service, period), headers=_NO_STORE)
 
@@ -255,7 +256,7 @@ def kpi_router(
     async def group_kpis(group: str, request: Request) -> JSONBody:
         """The group's services' figures for the period so far, and across them."""
         reader.group(group)
-        args = _params(request, ("period",))
+        args = query_params(request, ("period",))
         period = parse_period(args.get("period"), SUMMARY_PERIODS, DEFAULT_PERIOD)
         return JSONBody(await reader.group_figures(group, period), headers=_NO_STORE)
 

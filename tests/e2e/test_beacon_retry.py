@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from tests.conftest import unique
-from tests.support.kpi_events import Target, running_stack, wait_until
+from tests.support.kpi_events import Target, stack_of, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -29,13 +29,8 @@ FIGURES_WITHIN_S = 30
 
 @pytest.fixture(scope="module", params=["embedded", "server"])
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    if request.param == "server":
-        broker, clickhouse = request.getfixturevalue("broker"), request.getfixturevalue("clickhouse_server")
-        with running_stack("server", tmp_path_factory.mktemp("retry"), broker.bootstrap, clickhouse.url) as t:
-            yield t
-    else:
-        with running_stack("embedded", tmp_path_factory.mktemp("retry-up")) as t:
-            yield t
+    """Each stack in turn (the first is stopped before the second starts)."""
+    yield from stack_of(request, tmp_path_factory, "retry")
 
 
 def beacon(target: Target, event: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ import pytest
 from tests.conftest import unique
 from tests.e2e.conftest import users_now
 from tests.support.browser import BrowserPage
-from tests.support.kpi_events import Target, running_stack, wait_until
+from tests.support.kpi_events import Target, stack_of, wait_until
 from tests.support.pages.site import ServiceSite, install_stageprompt
 
 pytestmark = pytest.mark.e2e
@@ -37,14 +37,7 @@ FIGURES_WITHIN_S = 30
 @pytest.fixture(scope="module", params=["embedded", "server"])
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """Each stack in turn (the first is stopped before the second starts)."""
-    if request.param == "server":
-        broker, clickhouse = request.getfixturevalue("broker"), request.getfixturevalue("clickhouse_server")
-        workdir = tmp_path_factory.mktemp("browser")
-        with running_stack("server", workdir, broker.bootstrap, clickhouse.url) as t:
-            yield t
-    else:
-        with running_stack("embedded", tmp_path_factory.mktemp("browser-up")) as t:
-            yield t
+    yield from stack_of(request, tmp_path_factory, "browser")
 
 
 @pytest.fixture(scope="module")

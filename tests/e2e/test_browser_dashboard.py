@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Dialog, expect
 from tests.conftest import unique
 from tests.e2e.conftest import users_now
 from tests.support.browser import BrowserPage
-from tests.support.kpi_events import Target, running_stack, wait_until
+from tests.support.kpi_events import Target, stack_of, wait_until
 from tests.support.pages.site import AXE_JS, install_stageprompt
 from tests.support.sse import Sse
 
@@ -31,13 +31,8 @@ HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
 
 @pytest.fixture(scope="module", params=["embedded", "server"])
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    if request.param == "server":
-        broker, clickhouse = request.getfixturevalue("broker"), request.getfixturevalue("clickhouse_server")
-        with running_stack("server", tmp_path_factory.mktemp("dash"), broker.bootstrap, clickhouse.url) as t:
-            yield t
-    else:
-        with running_stack("embedded", tmp_path_factory.mktemp("dash-up")) as t:
-            yield t
+    """Each stack in turn (the first is stopped before the second starts)."""
+    yield from stack_of(request, tmp_path_factory, "dash")
 
 
 def visit(target: Target, service: str, visitors: int) -> None:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from producers.simulate import CostSim, RatingSim, TransactionSim, default_services, simulate
 from tests.conftest import unique
@@ -648,3 +649,18 @@ def settle_group(target: Target, ledger: Ledger, group: str, services: Sequence[
         lambda body: {"figures": body["figures"], "services": body["services"]},
         lambda body: expected_group(ledger, services, body),
     )
+
+
+def stack_of(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[Target]:
+    """For a module fixture parametrized ``["embedded", "server"]``: that stack, started in a
+    directory named after ``name`` (the server one on the session's broker and ClickHouse server),
+    and stopped when the module is done, before the next parameter's starts."""
+    if request.param == "server":
+        broker, clickhouse = request.getfixturevalue("broker"), request.getfixturevalue("clickhouse_server")
+        with running_stack("server", tmp_path_factory.mktemp(name), broker.bootstrap, clickhouse.url) as t:
+            yield t
+    else:
+        with running_stack("embedded", tmp_path_factory.mktemp(f"{name}-up")) as t:
+            yield t
