@@ -1036,22 +1036,36 @@ def results_json(cfg: BenchConfig, summaries: Sequence[ScenarioSummary], runs: S
 # ---------------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds")
+    return value
+
+
 def _batch_size(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > MAX_BATCH:
         raise argparse.ArgumentTypeError(f"batches are at most {MAX_BATCH} events (the server's limit)")
     return value
@@ -1069,28 +1083,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``perfplat bench`` options."""
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="base URL of the running stack")
     parser.add_argument("--scenario", choices=(*SCENARIOS, "all"), default="all")
-    parser.add_argument("--duration", type=_positive_float, default=10.0, help="seconds per run")
-    parser.add_argument("--runs", type=_positive_int, default=3, help="runs per scenario (medians reported)")
-    parser.add_argument("--concurrency", type=_positive_int, default=64, help="connections for single/batch")
+    parser.add_argument("--duration", type=positive_float, default=10.0, help="seconds per run")
+    parser.add_argument("--runs", type=positive_int, default=3, help="runs per scenario (medians reported)")
+    parser.add_argument("--concurrency", type=positive_int, default=64, help="connections for single/batch")
     parser.add_argument("--batch-size", type=_batch_size, default=50, help="events per request in batch")
-    parser.add_argument("--visitors", type=_positive_int, default=10_000, help="distinct simulated visitors")
+    parser.add_argument("--visitors", type=positive_int, default=10_000, help="distinct simulated visitors")
     parser.add_argument(
         "--service", type=_slug, default=None, help="service slug (default: a fresh bench-xxxxxx)"
     )
-    parser.add_argument("--pollers", type=_positive_int, default=100, help="concurrent readers in read")
+    parser.add_argument("--pollers", type=positive_int, default=100, help="concurrent readers in read")
     parser.add_argument(
-        "--processes", type=_positive_int, default=1, help="load-generating processes (results combined)"
+        "--processes", type=positive_int, default=1, help="load-generating processes (results combined)"
     )
     parser.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON here")
     parser.add_argument(
         "--rate",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="pace single/batch to this many events/s (default: as fast as the stack answers)",
     )
     parser.add_argument(
         "--poll-interval",
-        type=_positive_float,
+        type=positive_float,
         default=1.0,
         help="seconds between one read poller's requests",
     )

@@ -69,7 +69,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from pipeline import kpi_rows
-from pipeline.bench import median, spread
+from pipeline.bench import (
+    median,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    spread,
+)
 from pipeline.bench_datasets import BenchStack
 from pipeline.broker import die_with_parent
 from pipeline.dashboard_view import CHART_PERIOD
@@ -871,34 +878,6 @@ class DashboardBenchConfig:
         }
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def _count_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
 def parse_periods(text: str) -> tuple[Period, ...]:
     """``day,week`` → ``("day", "week")``; each one of the page's periods, none twice."""
     wanted = [p.strip() for p in text.split(",") if p.strip()]
@@ -919,23 +898,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("embedded", "server"), default="embedded")
     parser.add_argument(
         "--events-per-day",
-        type=_count,
+        type=non_negative_int,
         default=DEFAULT_EVENTS_PER_DAY,
         help="the main service's events on an average day, all kinds (as perfplat simulate --events)",
     )
-    parser.add_argument("--days", type=_positive_int, default=365, help="days of data up to now")
-    parser.add_argument("--other-services", type=_count, default=4, help="smaller services beside it")
-    parser.add_argument("--runs", type=_positive_int, default=5, help="fresh read processes (first renders)")
-    parser.add_argument("--warm", type=_count, default=5, help="warm requests per page and period per run")
+    parser.add_argument("--days", type=positive_int, default=365, help="days of data up to now")
+    parser.add_argument(
+        "--other-services", type=non_negative_int, default=4, help="smaller services beside it"
+    )
+    parser.add_argument("--runs", type=positive_int, default=5, help="fresh read processes (first renders)")
+    parser.add_argument(
+        "--warm", type=non_negative_int, default=5, help="warm requests per page and period per run"
+    )
     parser.add_argument("--periods", type=parse_periods, default=PERIODS, help="comma-separated")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=_positive_int, default=2, help="processes simulating days")
+    parser.add_argument("--workers", type=positive_int, default=2, help="processes simulating days")
     parser.add_argument("--no-optimize", action="store_true", help="leave the tables unmerged after the load")
-    parser.add_argument("--query-repeats", type=_count, default=5, help="0: do not time queries alone")
-    parser.add_argument("--target-ms", type=_positive_float, default=TARGET_MS)
+    parser.add_argument(
+        "--query-repeats", type=non_negative_int, default=5, help="0: do not time queries alone"
+    )
+    parser.add_argument("--target-ms", type=positive_float, default=TARGET_MS)
     parser.add_argument(
         "--settle",
-        type=_count_float,
+        type=non_negative_float,
         default=SETTLE_S,
         help="seconds from a started stack to its first request",
     )

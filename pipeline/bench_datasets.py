@@ -37,7 +37,7 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
-from pipeline.bench import Connection, median, percentile, run_async
+from pipeline.bench import Connection, median, percentile, positive_int, run_async
 from pipeline.broker import EmbeddedBroker, die_with_parent
 from pipeline.clickhouse_server import ClickHouseServer
 from pipeline.datasets import data_set_name
@@ -408,21 +408,14 @@ def bench_query(bench: BenchStack, args: argparse.Namespace) -> dict[str, list[f
 # ---------------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", choices=("write", "query", "all"), default="all")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per write run")
-    parser.add_argument("--runs", type=_positive_int, default=3, help="write runs (median reported)")
-    parser.add_argument("--connections", type=_positive_int, default=8, help="write connections")
-    parser.add_argument("--batch", type=_positive_int, default=100, help="records per write request")
-    parser.add_argument("--records", type=_positive_int, default=10_000_000, help="records in the query set")
-    parser.add_argument("--queries", type=_positive_int, default=40, help="timed requests per query shape")
+    parser.add_argument("--runs", type=positive_int, default=3, help="write runs (median reported)")
+    parser.add_argument("--connections", type=positive_int, default=8, help="write connections")
+    parser.add_argument("--batch", type=positive_int, default=100, help="records per write request")
+    parser.add_argument("--records", type=positive_int, default=10_000_000, help="records in the query set")
+    parser.add_argument("--queries", type=positive_int, default=40, help="timed requests per query shape")
     parser.add_argument("--keep", type=Path, default=None, help="run the stack in this directory, kept")
 
 

@@ -22,13 +22,12 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from pipeline.bench import median, percentile, run_async
+from pipeline.bench import median, percentile, positive_float, positive_int, run_async
 from pipeline.bench_datasets import BenchStack, running_stack
 from pipeline.clickhouse_server import ClickHouseServer
 from schemas.fields import CHANNELS
@@ -209,24 +208,14 @@ def bench_read(bench: BenchStack, args: argparse.Namespace, service: str) -> lis
     return latencies
 
 
-def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
-    def parse(text: str) -> int | float:
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-        return value
-
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", choices=("load", "read", "all"), default="all")
-    parser.add_argument("--rate", type=_positive(float), default=20_000.0, help="transactions/s in load")
-    parser.add_argument("--duration", type=_positive(float), default=20.0, help="seconds per run")
-    parser.add_argument("--runs", type=_positive(int), default=3, help="load runs (median reported)")
-    parser.add_argument("--services", type=_positive(int), default=5, help="services the load spreads over")
-    parser.add_argument("--pollers", type=_positive(int), default=20, help="concurrent readers in read")
-    parser.add_argument("--poll-interval", type=_positive(float), default=0.1, help="seconds between reads")
+    parser.add_argument("--rate", type=positive_float, default=20_000.0, help="transactions/s in load")
+    parser.add_argument("--duration", type=positive_float, default=20.0, help="seconds per run")
+    parser.add_argument("--runs", type=positive_int, default=3, help="load runs (median reported)")
+    parser.add_argument("--services", type=positive_int, default=5, help="services the load spreads over")
+    parser.add_argument("--pollers", type=positive_int, default=20, help="concurrent readers in read")
+    parser.add_argument("--poll-interval", type=positive_float, default=0.1, help="seconds between reads")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", type=Path, default=None, help="run the stack in this directory, kept")
 
