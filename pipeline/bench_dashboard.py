@@ -751,25 +751,8 @@ class ServerStack(BenchStack):
     def restart_api(self) -> float:
         started = time.monotonic()
         _stop(self.procs.pop(), 15)  # start() spawns the worker, then the api
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PERFPLAT_")} | {
-            "PERFPLAT_KAFKA_BOOTSTRAP": self.broker.bootstrap,
-            "PERFPLAT_CLICKHOUSE_URL": self.clickhouse.url,
-            "PERFPLAT_API__PORT": str(self.port),
-            "PERFPLAT_DATA_DIR": str(self.workdir),
-            "PERFPLAT_ADMIN_TOKEN": self.admin_token,
-            "PERFPLAT_VISITOR_SECRET": self.admin_token,
-            "PERFPLAT_LOG_LEVEL": "WARNING",
-        }
+        proc = self.spawn("api")
         log_path = self.workdir / "api.log"
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "api"],
-                env=env,
-                stdout=log,
-                stderr=log,
-                preexec_fn=die_with_parent,
-            )
-        self.procs.append(proc)
         _wait_healthy([self.base_url + "/healthz"], lambda: proc.poll() is None, log_path, 90)
         return time.monotonic() - started
 

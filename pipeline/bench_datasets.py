@@ -185,9 +185,9 @@ class BenchStack:
             data_dir=self.workdir,
         )
 
-    def start(self) -> None:
-        self.broker.start()
-        self.clickhouse.start()
+    def spawn(self, command: str) -> subprocess.Popen[bytes]:
+        """``perfplat {command}`` on this stack's broker and ClickHouse server, logging to
+        ``{command}.log`` in the work directory; kept in ``procs``."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PERFPLAT_")} | {
             "PERFPLAT_KAFKA_BOOTSTRAP": self.broker.bootstrap,
             "PERFPLAT_CLICKHOUSE_URL": self.clickhouse.url,
@@ -197,17 +197,22 @@ class BenchStack:
             "PERFPLAT_VISITOR_SECRET": self.admin_token,
             "PERFPLAT_LOG_LEVEL": "WARNING",
         }
+        with open(self.workdir / f"{command}.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", command],
+                env=env,
+                stdout=log,
+                stderr=log,
+                preexec_fn=die_with_parent,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> None:
+        self.broker.start()
+        self.clickhouse.start()
         for command in ("worker", "api"):
-            with open(self.workdir / f"{command}.log", "ab") as log:
-                self.procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "pipeline.cli", command],
-                        env=env,
-                        stdout=log,
-                        stderr=log,
-                        preexec_fn=die_with_parent,
-                    )
-                )
+            self.spawn(command)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in self.procs):
