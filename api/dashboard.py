@@ -33,7 +33,7 @@ from fastapi import APIRouter, Request
 from markupsafe import Markup
 from starlette.responses import HTMLResponse, Response
 
-from api.kpi_read import KpiReader, query_params
+from api.kpi_read import KpiReader, query_params, shown
 from api.read import LiveReader, StaleWhileRevalidate
 from api.static_files import StaticFile
 from pipeline.beacon import SLUG
@@ -260,7 +260,7 @@ def dashboard_router(dashboard: Dashboard) -> APIRouter:
             figures = await dashboard.group(slug, members, period)
             context = common(period) | {"group": slug, "columns": SERVICE_COLUMNS}
             return await cached_page(("group", slug, period), "group.html", figures, started, **context)
-        return error(404, f"No service or department named {_shown(slug)}", started)
+        return error(404, f"No service or department named {shown(slug)}", started)
 
     @router.get("/performance/{slug}/{name}.csv", include_in_schema=False)
     async def chart_csv(slug: str, name: str, request: Request) -> Response:
@@ -274,17 +274,13 @@ def dashboard_router(dashboard: Dashboard) -> APIRouter:
         config = dashboard._by_slug().get(slug) if SLUG.fullmatch(slug) else None
         chart = None if config is None else await dashboard.chart(config, period, name)
         if chart is None:
-            what = f"No chart named {_shown(name)}" if config else f"No service named {_shown(slug)}"
+            what = f"No chart named {shown(name)}" if config else f"No service named {shown(slug)}"
             return Response(what + "\n", status_code=404, media_type=TEXT)
         headers = _headers(started)
         headers["Content-Disposition"] = f'attachment; filename="{slug}-{chart.slug}-{period}.csv"'
         return Response(csv_text(chart), media_type="text/csv; charset=utf-8", headers=headers)
 
     return router
-
-
-def _shown(name: str) -> str:
-    return name if len(name) <= 80 else name[:80] + "…"
 
 
 def _headers(started: float) -> dict[str, str]:

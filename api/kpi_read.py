@@ -59,7 +59,7 @@ MAX_NAME_SHOWN = 80
 _NO_STORE = {"Cache-Control": "no-cache"}
 
 
-def _shown(name: str) -> str:
+def shown(name: str) -> str:
     return name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "…"
 
 
@@ -86,7 +86,7 @@ class KpiReader:
     def service(self, name: str) -> str:
         """``name`` if it is a known service's slug; 404 otherwise."""
         if not SLUG.fullmatch(name) or not self._exists(name):
-            raise BadInput(f"No service named {_shown(name)}", 404)
+            raise BadInput(f"No service named {shown(name)}", 404)
         return name
 
     def group(self, name: str) -> list[str]:
@@ -95,7 +95,7 @@ class KpiReader:
             sorted({s for s in self._members(name) if SLUG.fullmatch(s)}) if SLUG.fullmatch(name) else []
         )
         if not members:
-            raise BadInput(f"No group named {_shown(name)}", 404)
+            raise BadInput(f"No group named {shown(name)}", 404)
         return members
 
     async def _windows(self, services: list[str], windows: list[tuple[int, int]]) -> list[dict[str, Any]]:
@@ -108,17 +108,7 @@ class KpiReader:
         )
 
     async def summary(self, service: str, period: Period) -> dict[str, Any]:
-        slug = self.service(service)
-
-        async def compute() -> dict[str, Any]:
-            now_ms = self.clock.now_ms()
-            current = read_window(*so_far_window(now_ms, period))
-            previous = read_window(*previous_so_far_window(now_ms, period))
-            cur, prev = await self._windows([slug], [current, previous])
-            return await _shaped(lambda: summary_json(slug, period, cur[slug], prev[slug]))
-
-        result: dict[str, Any] = await self._cache.get(("service", slug, period), compute)
-        return result
+        return (await self.summary_and_journey(service, period))[0]
 
     async def summary_and_journey(
         self, service: str, period: Period
@@ -133,10 +123,9 @@ class KpiReader:
             current = read_window(*so_far_window(now_ms, period))
             previous = read_window(*previous_so_far_window(now_ms, period))
             db = self.store.database
-            n = len(window_queries(db, [slug], *current))
-            rows = await self._run(
-                [*window_queries(db, [slug], *current), *window_queries(db, [slug], *previous)]
-            )
+            current_queries = window_queries(db, [slug], *current)
+            n = len(current_queries)
+            rows = await self._run([*current_queries, *window_queries(db, [slug], *previous)])
 
             def shape() -> tuple[dict[str, Any], dict[str, Any]]:
                 cur = window_aggs([slug], *current, rows[:n])[slug]
@@ -206,7 +195,7 @@ def query_params(request: Request, allowed: tuple[str, ...], what: str = "route"
     out: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
         if name not in allowed:
-            raise BadInput(f"unknown parameter {_shown(name)!r}: this {what} takes {', '.join(allowed)}")
+            raise BadInput(f"unknown parameter {shown(name)!r}: this {what} takes {', '.join(allowed)}")
         if name in out:
             raise BadInput(f"{name} is given more than once")
         out[name] = value

@@ -27,6 +27,7 @@ from fastapi import APIRouter
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from api.kpi_read import shown
 from api.read import LiveReader
 from pipeline.beacon import SLUG
 from pipeline.clock import Clock
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 
 Read = Callable[[], Awaitable[Figures]]
 ServiceExists = Callable[[str], bool]
-MAX_NAME_SHOWN = 80
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 TASK_PREFIX = "live-feed:"
 
@@ -157,10 +157,6 @@ class EventStream(StreamingResponse):
             await self._frames.aclose()
 
 
-def _shown(name: str) -> str:
-    return name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "…"
-
-
 def live_router(
     reader: LiveReader,
     store: Store,
@@ -198,7 +194,7 @@ def live_router(
     async def service_live(service: str) -> EventStream:
         """A service's users now and day-so-far volumes, pushed when they change."""
         if not SLUG.fullmatch(service) or not service_exists(service):
-            raise BadInput(f"No service named {_shown(service)}", 404)
+            raise BadInput(f"No service named {shown(service)}", 404)
         return EventStream(feeds.stream(("service", service), service, service_read(service)))
 
     return router
