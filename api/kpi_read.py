@@ -30,7 +30,7 @@ from api.responses import JSONBody
 from pipeline.beacon import SLUG
 from pipeline.clock import Clock
 from pipeline.errors import BadInput
-from pipeline.journey_sql import journey_counts, journey_json, journey_window_sql
+from pipeline.journey_sql import journey_counts, journey_json
 from pipeline.kpi import WindowAggs
 from pipeline.kpi_sql import (
     DEFAULT_PERIOD,
@@ -39,6 +39,7 @@ from pipeline.kpi_sql import (
     Query,
     SeriesQuery,
     group_json,
+    journey_window_sql,
     parse_period,
     read_window,
     series_aggs,

@@ -16,7 +16,7 @@ its first time in at most 200 ms of server time with a year of data for the serv
    hour. Each simulated event is made into the schema event the worker decodes (``stored_event``:
    what the SDK's and the beacon's validation make of it; the unit tests check that) and goes
    through the sinks' row functions (``pipeline.kpi_rows.*_columns``,
-   ``stream_processors.sink.journey_columns``) into the tables the sinks write (``tx_in``,
+   ``pipeline.kpi_rows.journey_columns``) into the tables the sinks write (``tx_in``,
    ``rating_in``, ``probes``, ``cost_posts``, ``journey_in``), so the materialized views build
    every sum as in production. Left out: the counted sinks' lookup of ids already stored (the
    simulator's ids are unique) and the worker's batch sizes (rows go in blocks of up to
@@ -80,6 +80,7 @@ from pipeline.bench import (
 from pipeline.bench_datasets import BenchStack
 from pipeline.broker import die_with_parent
 from pipeline.dashboard_view import CHART_PERIOD
+from pipeline.kpi_rows import journey_columns
 from pipeline.kpi_sql import (
     SUMMARY_PERIODS,
     Query,
@@ -107,7 +108,6 @@ from schemas.fields import money_e4
 from schemas.journey import JourneyEvent
 from schemas.satisfaction import SatisfactionEvent
 from schemas.transaction import TransactionEvent
-from stream_processors.sink import journey_columns
 
 if TYPE_CHECKING:
     from pipeline.settings import Settings
@@ -970,7 +970,7 @@ def _data_doc(cfg: DashboardBenchConfig, load: Mapping[str, Any], main: str) -> 
     return {
         "how": (
             "simulated by producers.simulate and inserted through the sinks' row functions "
-            "(pipeline.kpi_rows, stream_processors.sink) into the sinks' tables; not through Kafka "
+            "(pipeline.kpi_rows) into the sinks' tables; not through Kafka "
             "and the Faust worker"
         ),
         "main_service": main,

@@ -1,4 +1,5 @@
-"""Journey KPIs: Stageprompt events counted by stage, read from ``journey_counts_minute``. Pure.
+"""Journey KPIs: Stageprompt events counted by stage, read from the ``journey_minute``, ``_hour``
+and ``_day`` sums (``pipeline.kpi_sql.journey_window_sql``). Pure.
 
 A page marked up the Stageprompt way sends ``service:stage:start`` on the first page of a
 journey, ``service:stage:<name>`` on each later page and ``service:stage:done`` on the last;
@@ -13,54 +14,32 @@ stores them as category (the service), action and label. So, per service and win
 - **help** and **errors**: events per label of actions ``help`` and ``error``: where users get
   stuck.
 
-Events are counted once per event id (the table keeps uniqExact states), so a re-sent event
-never changes a figure. Which completion rate a dashboard shows: the transactions' (completed
-÷ started, reported by the service) when the service reports transactions, since it counts
-every channel; the journey's when it reports none.
+Events are counted once per event id (the processor stores only events not stored yet,
+``stream_processors.kpi_sink.CountedSink``), so a re-sent event never changes a figure.
+Which completion rate a dashboard shows: the transactions' (completed ÷ started, reported by
+the service) when the service reports transactions, since it counts every channel; the
+journey's when it reports none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.clock import iso_utc
 from pipeline.kpi import Counts, JourneyAgg, JourneyKind, journey_completion_rate
-from pipeline.sql import identifier
 
-Query = tuple[str, dict[str, Any]]
 Rows = Sequence[tuple[Any, ...]]
 
 STAGE = "stage"
 START = "start"
 DONE = "done"
 CLICK_ACTIONS: dict[str, JourneyKind] = {"help": "help", "error": "error"}
+ACTIONS = (STAGE, *CLICK_ACTIONS)
+"""The actions a journey figure reads."""
 """Actions counted per label as where users get stuck, and the kind ``JourneyAgg`` keeps them as."""
 MAX_LABELS = 100
 """Most labels listed per action in a response (the busiest); the rest are summed as ``other``."""
-
-
-def _instant(s: int) -> datetime:
-    return datetime.fromtimestamp(max(s, 0), tz=UTC)
-
-
-def journey_window_sql(database: str, services: Sequence[str], start_s: int, end_s: int) -> Query:
-    """Distinct events per ``(service, action, label)`` over the whole minutes ``[start_s,
-    end_s)``, for the actions a journey figure needs; :func:`journey_counts` reads them."""
-    sql = (
-        "SELECT service, action, label, uniqExactMerge(events) "
-        f"FROM {identifier(database)}.journey_counts_minute "
-        "WHERE service IN %(services)s AND minute >= %(start)s AND minute < %(end)s "
-        "AND action IN %(actions)s GROUP BY service, action, label"
-    )
-    params = {
-        "services": list(services),
-        "start": _instant(start_s),
-        "end": _instant(end_s),
-        "actions": [STAGE, *CLICK_ACTIONS],
-    }
-    return sql, params
 
 
 JourneyCounts = dict[tuple[str, str], int]
@@ -68,7 +47,7 @@ JourneyCounts = dict[tuple[str, str], int]
 
 
 def journey_counts(rows: Rows) -> dict[str, JourneyCounts]:
-    """The rows of :func:`journey_window_sql`, per service (services without rows are absent)."""
+    """The rows of ``pipeline.kpi_sql.journey_window_sql``, per service (services without rows are absent)."""
     out: dict[str, JourneyCounts] = {}
     for service, action, label, n in rows:
         counts = out.setdefault(str(service), {})

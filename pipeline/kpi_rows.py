@@ -1,6 +1,7 @@
 """How KPI events become ClickHouse rows, and which events of a batch are new. Pure.
 
-Transactions and ratings are counted (``schemas/ddl/0003_kpi.sql``), so the processor inserts
+Transactions, ratings and journey events are counted (``schemas/ddl/0003_kpi.sql``,
+``0006_journey_sums.sql``), so the processor inserts
 an event only if it is not stored yet. An event is identified by its service, its id and the
 minute of its own timestamp: a client's retry carries the same id and timestamp, and a
 replayed Kafka message carries the very same event, so both are found. The sink keeps the ids
@@ -18,6 +19,7 @@ from pipeline.sql import identifier
 from schemas.availability import AvailabilityEvent
 from schemas.cost import CostEvent
 from schemas.fields import from_ms
+from schemas.journey import JourneyEvent
 from schemas.satisfaction import SatisfactionEvent
 from schemas.transaction import TransactionEvent
 
@@ -108,6 +110,21 @@ def rating_columns(events: Sequence[SatisfactionEvent]) -> Columns:
         "comment": [e.comment for e in events],
         "ts": [_ts(e.ts_ms) for e in events],
         "received": [_ts(e.received_ms) for e in events],
+    }
+
+
+def journey_columns(events: Sequence[JourneyEvent]) -> Columns:
+    """Rows of ``journey_in`` (``schemas/ddl/0001_journey.sql``, ``0006_journey_sums.sql``)."""
+    return {
+        "id": [e.id for e in events],
+        "service": [e.service for e in events],
+        "action": [e.action for e in events],
+        "label": [e.label for e in events],
+        "kind": [e.kind for e in events],
+        "path": [e.path for e in events],
+        "ts": [_ts(e.ts_ms) for e in events],
+        "received": [_ts(e.received_ms) for e in events],
+        "visitor": [e.visitor for e in events],
     }
 
 

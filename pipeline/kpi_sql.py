@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 from pipeline.clock import iso_utc
 from pipeline.errors import BadInput
-from pipeline.journey_sql import journey_agg, journey_counts, journey_window_sql
+from pipeline.journey_sql import ACTIONS, journey_agg, journey_counts
 from pipeline.kpi import (
     CHANNELS,
     HISTOGRAM_EDGES_MS,
@@ -239,6 +239,23 @@ def _fold_ratings(rows: Rows) -> dict[Any, RatingAgg]:
 
 def rating_aggs(rows: Rows) -> dict[str, RatingAgg]:
     return {str(k): v for k, v in _fold_ratings(rows).items()}
+
+
+# --- SQL: journeys --------------------------------------------------------------------------------
+
+
+def journey_window_sql(database: str, services: str | Sequence[str], start_s: int, end_s: int) -> Query:
+    """Journey events per ``(service, action, label)`` over the window (read as :func:`cover`
+    splits it), for the actions a journey figure needs; ``pipeline.journey_sql.journey_counts``
+    reads them."""
+    source, params = _union(database, "journey", "service, t, action, label, events", cover(start_s, end_s))
+    params["services"] = _services(services)
+    params["actions"] = list(ACTIONS)
+    sql = (
+        f"SELECT service, action, label, sum(events) FROM {source} "
+        "WHERE action IN %(actions)s GROUP BY service, action, label"
+    )
+    return sql, params
 
 
 # --- SQL: probes ----------------------------------------------------------------------------------

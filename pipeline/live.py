@@ -2,7 +2,7 @@
 
 "Users on the service now" is the number of distinct visitors whose events arrived in the last
 ``WINDOW_S`` seconds, read from the 10-second visitor buckets (``visitors_live``); per-minute
-counts come from ``journey_counts_minute``. Neither reads raw events.
+counts come from ``journey_minute``. Neither reads raw events.
 """
 
 from __future__ import annotations
@@ -76,10 +76,10 @@ def minute_counts_query(
 
 def minute_counts_sql(q: MinuteCountsQuery, database: str) -> tuple[str, dict[str, Any]]:
     sql = (
-        "SELECT minute, action, label, kind, uniqExactMerge(events) AS n "
-        f"FROM {identifier(database)}.journey_counts_minute "
-        "WHERE service = %(service)s AND minute >= %(start)s AND minute < %(end)s "
-        "GROUP BY minute, action, label, kind ORDER BY minute, action, label, kind"
+        "SELECT t, action, label, kind, sum(events) AS n "
+        f"FROM {identifier(database)}.journey_minute "
+        "WHERE service = %(service)s AND t >= %(start)s AND t < %(end)s "
+        "GROUP BY t, action, label, kind ORDER BY t, action, label, kind"
     )
     start = q.start.replace(second=0, microsecond=0)
     return sql, {"service": q.service, "start": start, "end": q.end}

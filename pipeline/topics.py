@@ -67,19 +67,13 @@ def topics_for(kafka: KafkaSettings) -> Topics:
     )
 
 
-def partition_for_visitor(visitor: int, partitions: int) -> int:
-    """The one function that decides where an event goes: all of a visitor's events share a
-    partition, so per-visitor order is kept and the envelope for a partition can carry many
-    visitors' events at once."""
-    return visitor % partitions
-
-
 def partition_for_data_set(name: str, partitions: int) -> int:
     """Every write to one data set shares a partition, so its operations apply in order."""
     return zlib.crc32(name.encode()) % partitions
 
 
 def partition_for_service(service: str, partitions: int) -> int:
-    """Every KPI event of one service shares a partition, so one worker counts a service and
-    its duplicate check sees every earlier event of that service."""
+    """Every journey and KPI event of one service shares a partition, so one worker counts a
+    service and its duplicate check (``stream_processors.kpi_sink.CountedSink``) sees every
+    earlier event of that service, whichever visitor or client sent it."""
     return zlib.crc32(service.encode()) % partitions

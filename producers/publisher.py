@@ -30,7 +30,6 @@ from pipeline.topics import (
     TopicSpec,
     partition_for_data_set,
     partition_for_service,
-    partition_for_visitor,
     topics_for,
 )
 from producers.kafka_config import producer_config
@@ -118,7 +117,7 @@ class KafkaPublisher:
         by_partition: dict[int, list[JourneyEvent]] = {}
         n = self._topic.partitions
         for event in events:
-            by_partition.setdefault(partition_for_visitor(event.visitor, n), []).append(event)
+            by_partition.setdefault(partition_for_service(event.service, n), []).append(event)
         waiters = []
         for p, evs in by_partition.items():
             pending = self._pending.get(p)

@@ -1,10 +1,11 @@
 """The Faust app: one agent per topic (journey, data-set records, the KPI kinds) and the dead-letter topic.
 
 The agent is thin: take a batch of messages, decode (``journey.decode_batch``), dead-letter
-what is malformed, hand the events to the ClickHouse sink. ``take_events`` acknowledges the
-batch's messages only after the loop body returns, i.e. after the sink's insert succeeded, so
-Faust never commits an offset whose events are not in ClickHouse (at-least-once), and the
-idempotent tables turn that into an exactly-once effect.
+what is malformed, hand the events to the ClickHouse sink (journey events and the counted KPI
+kinds: ``kpi_sink.CountedSink``, which stores only events not stored yet). ``take_events``
+acknowledges the batch's messages only after the loop body returns, i.e. after the sink's
+insert succeeded, so Faust never commits an offset whose events are not in ClickHouse
+(at-least-once), and the idempotent sinks and tables turn that into an exactly-once effect.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from schemas import availability, cost, satisfaction, transaction
 from stream_processors.dead_letter import DeadLetter
 from stream_processors.journey import Message, decode_batch, decode_envelopes, decode_ops
 from stream_processors.kafka_transport import WorkerApp
-from stream_processors.kpi_sink import CountedSink, KeptSink
+from stream_processors.kpi_sink import CountedSink, KeptSink, journey_sink
 from stream_processors.record_sink import RecordSink
-from stream_processors.sink import JourneySink
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ def make_app(settings: Settings, store: Store) -> Any:
         key_serializer="raw",
         value_serializer="raw",
     )
-    sink = JourneySink(store, settings.worker.retry_backoff_ms)
+    backoff = settings.worker.retry_backoff_ms
+    sink = journey_sink(store, backoff)
     record_sink = RecordSink(store, settings.worker.retry_backoff_ms)
     max_batch = settings.worker.max_batch_messages
     within = settings.worker.flush_interval_ms / 1000
@@ -100,7 +101,6 @@ def make_app(settings: Settings, store: Store) -> Any:
 
     # The KPI kinds: decode the kind's envelopes, dead-letter what is malformed, hand the
     # events to the kind's sink (counted: transactions, ratings; kept: probes, costs).
-    backoff = settings.worker.retry_backoff_ms
     kpi_sinks: dict[str, tuple[Any, Any]] = {
         "transaction": (
             transaction.decode_envelope,

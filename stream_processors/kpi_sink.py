@@ -1,7 +1,8 @@
-"""The ClickHouse sinks of the KPI event kinds (``schemas/ddl/0003_kpi.sql``).
+"""The ClickHouse sinks of journey events and of the KPI event kinds
+(``schemas/ddl/0003_kpi.sql``, ``0006_journey_sums.sql``).
 
-* Counted kinds (transactions, ratings): per batch, drop repeats within the batch, drop the
-  events already stored (their (service, id, minute), see ``CountedSink``) and insert the new
+* Counted kinds (journey events, transactions, ratings): per batch, drop repeats within the
+  batch, drop the events already stored (their (service, id, minute), see ``CountedSink``) and insert the new
   ones into the kind's Null table, whose views update the events table and the minute, hour
   and day sums in that one insert. So a replayed message or a client's retry adds nothing.
   Every event of a service travels on one partition, so one worker at a time counts it.
@@ -20,8 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
-from pipeline.kpi_rows import C, Columns, by_key, minute_ids_query
+from pipeline.kpi_rows import C, Columns, by_key, journey_columns, minute_ids_query
 from pipeline.store import Store
+from schemas.journey import JourneyEvent
 from stream_processors.retry import until_stored
 
 LOOKUP_CHUNK = 200
@@ -93,6 +95,17 @@ class CountedSink(Generic[C]):
             self._minutes.update(loaded)
         for k in wanted:
             self._minutes[k].used = now
+
+
+def journey_sink(store: Store, retry_backoff_ms: int) -> CountedSink[JourneyEvent]:
+    """The sink of journey events: counted, looked up in ``journey_events``."""
+    return CountedSink(
+        store,
+        retry_backoff_ms,
+        events_table="journey_events",
+        in_table="journey_in",
+        columns=journey_columns,
+    )
 
 
 @dataclass

@@ -26,14 +26,13 @@ from api.read import LiveReader, read_router
 from api.responses import JSONBody
 from pipeline.clock import FrozenClock
 from pipeline.dashboard_view import gbp, percent
-from pipeline.kpi_rows import rating_columns, tx_columns
+from pipeline.kpi_rows import journey_columns, rating_columns, tx_columns
 from pipeline.services import ServiceConfig
 from pipeline.store import Store
 from schemas.journey import JourneyEvent
 from schemas.migrations import migrate
 from schemas.satisfaction import SatisfactionEvent
 from schemas.transaction import TransactionEvent
-from stream_processors.sink import journey_columns
 from tests.integration.test_kpi_read import Client
 
 pytestmark = pytest.mark.integration

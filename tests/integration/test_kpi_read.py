@@ -51,7 +51,13 @@ from pipeline.kpi import (
     service_figures,
     tx_agg_of,
 )
-from pipeline.kpi_rows import cost_columns, probe_columns, rating_columns, time_to_complete_ms, tx_columns
+from pipeline.kpi_rows import (
+    cost_columns,
+    probe_columns,
+    rating_columns,
+    time_to_complete_ms,
+    tx_columns,
+)
 from pipeline.kpi_sql import (
     JOURNEY_KPIS,
     SUMMARY_PERIODS,
@@ -70,7 +76,7 @@ from schemas.journey import JourneyEvent
 from schemas.migrations import migrate
 from schemas.satisfaction import SatisfactionEvent
 from schemas.transaction import TransactionEvent
-from stream_processors.sink import journey_columns
+from stream_processors.kpi_sink import journey_sink
 
 pytestmark = pytest.mark.integration
 
@@ -225,14 +231,17 @@ def load(store: Store, data: Data) -> None:
     store.insert("cost_posts", cost_columns(data.costs))
     store.insert("cost_posts", cost_columns(STALE_COSTS))
     store.insert("cost_posts", cost_columns(RETRIED_COSTS))
-    # journey tables are partitioned by day, and an insert may touch at most 100 partitions
+    # journeys through the worker's sink, which stores each event once: the events, then some
+    # of them again through a fresh sink (a restarted worker). Journey tables are partitioned by
+    # day, and an insert may touch at most 100 partitions: one batch per quarter.
     resent = random.Random(6).sample(data.journeys, 300)
     for events in (data.journeys, resent):
+        sink = journey_sink(store, 100)
         by_quarter: dict[int, list[JourneyEvent]] = {}
         for e in events:
             by_quarter.setdefault(e.ts_ms // (90 * 86_400_000), []).append(e)
         for chunk in by_quarter.values():
-            store.insert("journey_in", journey_columns(chunk))
+            asyncio.run(sink.write(chunk))
 
 
 @pytest.fixture

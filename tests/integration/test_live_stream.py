@@ -31,14 +31,13 @@ from api.errors import install_error_handlers
 from api.live_stream import TASK_PREFIX, live_router
 from api.read import LiveReader
 from pipeline.clock import SystemClock
-from pipeline.kpi_rows import tx_columns
+from pipeline.kpi_rows import journey_columns, tx_columns
 from pipeline.services import ServiceConfig, ServiceRegistryFile
 from pipeline.settings import ApiSettings, Settings
 from pipeline.store import Columns, Store
 from schemas.journey import JourneyEvent
 from schemas.migrations import migrate
 from schemas.transaction import TransactionEvent
-from stream_processors.sink import journey_columns
 from tests.support.sse import Sse
 from tests.support.stack import free_port, wait_until
 

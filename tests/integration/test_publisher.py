@@ -14,7 +14,7 @@ from pipeline.broker import EmbeddedBroker
 from pipeline.errors import BrokerUnavailable
 from pipeline.init import ensure_topics
 from pipeline.settings import ClickHouseSettings, KafkaSettings, Settings
-from pipeline.topics import partition_for_visitor, topics_for
+from pipeline.topics import partition_for_service, topics_for
 from producers.kafka_config import consumer_config
 from producers.publisher import KafkaPublisher
 from schemas.journey import JourneyEvent, decode_envelope
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 def _event(i: int, visitor: int) -> JourneyEvent:
     now = int(time.time() * 1000)
-    return JourneyEvent(f"id-{i}", "svc", "stage", "start", "page", "/", now, now, visitor)
+    return JourneyEvent(f"id-{i}", f"svc-{i % 13}", "stage", "start", "page", "/", now, now, visitor)
 
 
 def _consume_all(
@@ -46,7 +46,7 @@ def _consume_all(
     return seen
 
 
-def test_acknowledged_events_are_on_their_visitors_partition(kafka_settings: Settings) -> None:
+def test_acknowledged_events_are_on_their_services_partition(kafka_settings: Settings) -> None:
     ensure_topics(kafka_settings)
     events = [_event(i, visitor=i * 7919) for i in range(200)]
 
@@ -61,7 +61,7 @@ def test_acknowledged_events_are_on_their_visitors_partition(kafka_settings: Set
     seen = _consume_all(kafka_settings, len(events))
     assert sorted(e.id for _, e in seen) == sorted(e.id for e in events)
     n = kafka_settings.kafka.partitions
-    assert all(p == partition_for_visitor(e.visitor, n) for p, e in seen)
+    assert all(p == partition_for_service(e.service, n) for p, e in seen)
 
 
 def test_topics_are_created_once(kafka_settings: Settings) -> None:

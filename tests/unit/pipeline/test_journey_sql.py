@@ -6,20 +6,25 @@ from typing import Any
 
 import pytest
 
-from pipeline.journey_sql import MAX_LABELS, journey_agg, journey_counts, journey_json, journey_window_sql
+from pipeline.journey_sql import MAX_LABELS, journey_agg, journey_counts, journey_json
 from pipeline.kpi import Counts, JourneyAgg
+from pipeline.kpi_sql import journey_window_sql
 from pipeline.sql import render
 
 DAY_S = 1_711_929_600  # 2024-04-01T00:00:00Z
 
 
-def test_the_statement_reads_whole_minutes_of_the_journey_actions_by_parameter() -> None:
-    sql, params = journey_window_sql("perf", ["svc-a", "x' OR 1=1 --"], DAY_S, DAY_S + 3600)
-    assert "perf.journey_counts_minute" in sql and "uniqExactMerge(events)" in sql
+def test_the_statement_reads_the_journey_actions_from_the_coarsest_sums_by_parameter() -> None:
+    start, end = DAY_S - 120, DAY_S + 86_400 + 3600 + 60
+    sql, params = journey_window_sql("perf", ["svc-a", "x' OR 1=1 --"], start, end)
+    for table in ("perf.journey_day", "perf.journey_hour", "perf.journey_minute"):
+        assert table in sql
+    assert "sum(events)" in sql and "uniqExact" not in sql
     assert "svc-a" not in sql and "OR 1=1" not in sql
     assert params["services"] == ["svc-a", "x' OR 1=1 --"]
     assert params["actions"] == ["stage", "help", "error"]
-    assert (params["start"].timestamp(), params["end"].timestamp()) == (DAY_S, DAY_S + 3600)
+    bounds = sorted(v.timestamp() for k, v in params.items() if k[0] in "ab" and k[1:].isdigit())
+    assert bounds[0] == start and bounds[-1] == end
     assert "'x\\' OR 1=1 --'" in render(sql, params)
 
 

@@ -162,7 +162,7 @@ def test_minute_counts_sql_floors_the_start_to_the_minute() -> None:
     q = MinuteCountsQuery("checkout", NOW - timedelta(minutes=30), NOW)
     sql, params = minute_counts_sql(q, "perfplat")
     assert params == {"service": "checkout", "start": datetime(2024, 3, 10, 11, 30, tzinfo=UTC), "end": NOW}
-    assert "FROM perfplat.journey_counts_minute" in sql
+    assert "FROM perfplat.journey_minute" in sql
     render(sql, params)
 
 
