@@ -88,9 +88,12 @@ VOLUME: dict[str, Callable[[WindowAggs], int]] = {
     "availability": lambda w: w.probes.probes,
     "response_time_mean": lambda w: w.probes.rt_count,
     "response_time_p95": lambda w: w.probes.rt_count,
+    "journey_starts": lambda w: w.journey.starts,
+    "journey_completion_rate": lambda w: w.journey.starts,
 }
 """For each KPI, how many events its value is computed from: transactions started for the
-completion rate, completions for take-up and costs, ratings, probes. ``min_volume`` counts these."""
+completion rate, completions for take-up and costs, ratings, probes, journey starts.
+``min_volume`` counts these."""
 ALERT_KPIS: tuple[str, ...] = tuple(k for k in SERVICE_KPIS if k in VOLUME)
 """The KPIs a rule may watch: those of ``kpi_values``, in its order."""
 

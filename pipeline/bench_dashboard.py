@@ -40,7 +40,7 @@ its first time in at most 200 ms of server time with a year of data for the serv
    Each answer's ``Server-Timing: render;dur=`` is the server time; the client's wall time is
    kept too (embedded: through the ingest process, which proxies reads, as a browser goes).
 5. **Queries.** A service page computes, concurrently, the KPI summary (two windows x five
-   queries; the current window's journey rows are also the funnel), the 30-bucket series (four)
+   queries; the current window's journey rows are also the funnel), the 30-bucket series (five)
    and users now. After the runs each of those queries is run alone against the store (first
    run, then the median of ``--query-repeats``) to say which one is slow.
 
@@ -394,7 +394,7 @@ def summarise(renders: Sequence[Render], target_ms: float) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 _WINDOW_PARTS = ("tx", "ratings", "probes", "costs", "journey")
-_SERIES_PARTS = ("tx", "ratings", "probes", "costs")
+_SERIES_PARTS = ("tx", "ratings", "probes", "costs", "journey")
 
 
 def page_queries(database: str, service: str, period: Period, now_ms: int) -> list[tuple[str, Query]]:

@@ -247,13 +247,28 @@ def ratio_chart(
     return _series_chart(slug, title, buckets, period, lines, percent, 1.0)
 
 
+def completion_chart(buckets: Sequence[Mapping[str, Any]], period: Period) -> Chart:
+    """Completion rate per bucket: from transactions (completed ÷ started, every channel), and
+    from page journeys (done ÷ start stages) as a second line when the range has journey
+    starts; the journeys' line alone when it has journeys but no transactions."""
+    journeys = any(b["kpis"]["journey_starts"] for b in buckets)
+    transactions = any(b["kpis"]["transactions_started"] for b in buckets) or not journeys
+    lines = [
+        Line(name, [b["kpis"][key] for b in buckets])
+        for name, key, shown in (
+            ("Completion rate", "completion_rate", transactions),
+            ("Completion rate from page journeys", "journey_completion_rate", journeys),
+        )
+        if shown
+    ]
+    return _series_chart("completion-rate", "Completion rate", buckets, period, lines, percent, 1.0)
+
+
 def series_charts(buckets: Sequence[Mapping[str, Any]], period: Period) -> list[Chart]:
     """The service page's charts: volumes by channel, completion rate, availability."""
     return [
         volume_chart(buckets, period),
-        ratio_chart(
-            "completion-rate", "Completion rate", "completion_rate", "Completion rate", buckets, period
-        ),
+        completion_chart(buckets, period),
         ratio_chart("availability", "Availability", "availability", "Availability", buckets, period),
     ]
 

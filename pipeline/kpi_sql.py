@@ -51,6 +51,7 @@ from pipeline.kpi import (
     Channel,
     Counts,
     Histogram,
+    JourneyAgg,
     Outcome,
     PeriodCost,
     ProbeAgg,
@@ -87,14 +88,11 @@ FIRST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
 LAST_INSTANT = datetime(2100, 1, 1, tzinfo=UTC)
 """Series bounds must lie in ``[FIRST_INSTANT, LAST_INSTANT]``: inside what a DateTime holds on
 18.16 (to 2106), with room to round up to a whole year."""
-JOURNEY_KPIS = frozenset({"journey_starts", "journey_completion_rate"})
-"""Left out of series (:func:`series_json`, :func:`kpi_values`): a series reads no journey counts
-per bucket; a summary has them (``pipeline.journey_sql``)."""
-SERVICE_KPIS: tuple[str, ...] = tuple(k for k in KPI_NAMES if k not in JOURNEY_KPIS)
+SERVICE_KPIS: tuple[str, ...] = KPI_NAMES
+"""The KPIs of a summary, a series bucket and an alert rule, in ``pipeline.kpi`` order."""
 UNITS: dict[str, str] = {
     k: v["unit"]
     for k, v in kpi_summary("day", WindowAggs(0, 0), WindowAggs(0, 0))["kpis"].items()
-    if k in SERVICE_KPIS
 }
 """Each KPI's unit: ``count``, ``ratio`` (0..1), ``GBP``, ``ms``."""
 
@@ -545,6 +543,21 @@ def probe_series_sql(database: str, service: str, period: Period, start_s: int, 
     return _probe_sql(database, bucket_sql(period, "ts"), service, start_s, end_s)
 
 
+def journey_series_sql(database: str, service: str, period: Period, start_s: int, end_s: int) -> Query:
+    """Journey events of one service per ``(bucket, action, label)`` over the period-aligned
+    ``[start_s, end_s)``, for the actions a journey figure needs; :func:`journey_series`."""
+    source, params = _union(
+        database, "journey", "service, t, action, label, events", [(series_grain(period), start_s, end_s)]
+    )
+    params["services"] = [service]
+    params["actions"] = list(ACTIONS)
+    sql = (
+        f"SELECT {bucket_sql(period, 't')} AS bucket, action, label, sum(events) FROM {source} "
+        "WHERE action IN %(actions)s GROUP BY bucket, action, label"
+    )
+    return sql, params
+
+
 def tx_series(rows: Rows) -> dict[int, TxAgg]:
     """Rows of :func:`tx_series_sql` as a ``TxAgg`` per bucket start (epoch seconds)."""
     return {int(k): v for k, v in _fold_tx(rows).items()}
@@ -558,21 +571,29 @@ def probe_series(rows: Rows) -> dict[int, ProbeAgg]:
     return {int(k): v for k, v in _fold_probes(rows).items()}
 
 
+def journey_series(rows: Rows) -> dict[int, JourneyAgg]:
+    """Rows of :func:`journey_series_sql` as a ``JourneyAgg`` per bucket start (epoch seconds)."""
+    return {int(k): journey_agg(v) for k, v in journey_counts(rows).items()}
+
+
 def series_queries(database: str, q: SeriesQuery) -> list[Query]:
-    """The four reads of a series — transactions, ratings, probes, costs — for :func:`series_json`."""
+    """The five reads of a series — transactions, ratings, probes, costs, journeys — for
+    :func:`series_json`."""
     return [
         tx_series_sql(database, q.service, q.period, q.start_s, q.end_s),
         rating_series_sql(database, q.service, q.period, q.start_s, q.end_s),
         probe_series_sql(database, q.service, q.period, q.start_s, q.end_s),
         cost_sql(database, q.service, q.start_s, q.end_s),
+        journey_series_sql(database, q.service, q.period, q.start_s, q.end_s),
     ]
 
 
 def series_aggs(q: SeriesQuery, results: Sequence[Rows]) -> list[WindowAggs]:
     """One ``WindowAggs`` per bucket of the series, empty ones included, from the rows of
     :func:`series_queries` in that order."""
-    tx_rows, rating_rows, probe_rows, cost_rows = results
+    tx_rows, rating_rows, probe_rows, cost_rows, journey_rows = results
     tx, ratings, probes = tx_series(tx_rows), rating_series(rating_rows), probe_series(probe_rows)
+    journeys = journey_series(journey_rows)
     costs = period_costs(cost_rows).get(q.service, [])
     out = []
     for i, start in enumerate(q.starts):
@@ -584,6 +605,7 @@ def series_aggs(q: SeriesQuery, results: Sequence[Rows]) -> list[WindowAggs]:
                 tx=tx.get(start, TxAgg()),
                 ratings=ratings.get(start, RatingAgg()),
                 probes=probes.get(start, ProbeAgg()),
+                journey=journeys.get(start, JourneyAgg()),
                 period_cost_e4=attributed_cost_e4(costs, start_ms, end_ms),
             )
         )

@@ -59,7 +59,6 @@ from pipeline.kpi_rows import (
     tx_columns,
 )
 from pipeline.kpi_sql import (
-    JOURNEY_KPIS,
     SUMMARY_PERIODS,
     histogram_edge_sql,
     series_aggs,
@@ -302,8 +301,8 @@ def expected_journey(data: Data, service: str, start_ms: int, end_ms: int) -> Jo
     return journey_agg_of(facts)
 
 
-def expected_aggs(data: Data, service: str, start_ms: int, end_ms: int, journeys: bool = True) -> WindowAggs:
-    """What the read side must find; a series reads no journeys (``journeys=False``)."""
+def expected_aggs(data: Data, service: str, start_ms: int, end_ms: int) -> WindowAggs:
+    """What the read side must find."""
 
     def inside(ts_ms: int) -> bool:
         return start_ms <= ts_ms < end_ms
@@ -320,7 +319,7 @@ def expected_aggs(data: Data, service: str, start_ms: int, end_ms: int, journeys
         probes=probe_agg_of(
             ProbeFact(p.up, p.response_ms) for p in data.probes if p.service == service and inside(p.ts_ms)
         ),
-        journey=expected_journey(data, service, start_ms, end_ms) if journeys else JourneyAgg(),
+        journey=expected_journey(data, service, start_ms, end_ms),
         period_cost_e4=attributed_cost_e4(expected_costs(data, service), start_ms, end_ms),
     )
 
@@ -363,7 +362,7 @@ def expected_buckets(
     out = []
     while first < end_ms:
         _, nxt = window_of(first, period)
-        out.append(expected_aggs(data, service, first, nxt, journeys=False))
+        out.append(expected_aggs(data, service, first, nxt))
         first = nxt
     return out
 
@@ -598,7 +597,7 @@ def test_series_route_equals_the_independent_count(client: Client, data: Data) -
         assert len(body["data"]) == len(want), period
         for entry, w in zip(body["data"], want, strict=True):
             kpis = kpi_summary(period, w, WindowAggs(0, 0))["kpis"]
-            values = {k: v["value"] for k, v in kpis.items() if k not in JOURNEY_KPIS}
+            values = {k: v["value"] for k, v in kpis.items()}
             window = {"_start_at": iso_utc(w.start_ms), "_end_at": iso_utc(w.end_ms)}
             assert entry == orjson.loads(orjson.dumps({**window, "kpis": values})), (period, window)
 

@@ -201,13 +201,14 @@ def test_slowest_orders_by_median() -> None:
 def test_page_queries_name_the_summary_series_and_users_now(period: str) -> None:
     named = bd.page_queries("perfplat", "apply-for-a-passport", period, NOW_MS)  # type: ignore[arg-type]
     names = [n for n, _ in named]
-    assert len(names) == len(set(names)) == 15
+    assert len(names) == len(set(names)) == 16
     assert names[:5] == [f"summary.current.{p}" for p in ("tx", "ratings", "probes", "costs", "journey")]
     assert names[10:] == [
         "series.tx",
         "series.ratings",
         "series.probes",
         "series.costs",
+        "series.journey",
         "users_now",
     ]
     for _, (sql, params) in named:

@@ -29,7 +29,7 @@ from pipeline.alerts import (
     step,
 )
 from pipeline.datasets import DataSetConfig, Registry
-from pipeline.kpi import Counts, ProbeAgg, RatingAgg, TxAgg, WindowAggs
+from pipeline.kpi import Counts, JourneyAgg, ProbeAgg, RatingAgg, TxAgg, WindowAggs
 from pipeline.services import ServiceConfig, ServiceRegistry
 from pipeline.sql import render
 
@@ -116,7 +116,7 @@ BAD_RULES: list[tuple[object, str]] = [
     ({"id": "x", "kind": "stale"}, "a stale rule needs data_set, webhook"),
     ({"id": "x"}, "a kpi rule needs kpi, op, threshold, period, webhook"),
     ({**COMPLETION, "kpi": "uptime"}, "kpi must be one of transactions_started, transactions_completed"),
-    ({**COMPLETION, "kpi": "journey_completion_rate"}, "kpi must be one of"),
+    ({**COMPLETION, "kpi": "journey_drop_off"}, "kpi must be one of"),
     ({**COMPLETION, "op": "under"}, 'op must be "below" or "above"'),
     ({**COMPLETION, "op": "<"}, 'op must be "below" or "above"'),
     ({**COMPLETION, "threshold": "0.5"}, "threshold must be a number"),
@@ -256,6 +256,17 @@ WINDOW_S = (W[0] // 1000, W[1] // 1000)
             KpiRule("quiet", "transactions_started", "below", 1, "hour", HOOK),
             WindowAggs(*W),
             Evaluation(True, 0, 1, WINDOW_S),
+        ),
+        # journeys: 3 done of 8 started = 0.375; 7 starts are fewer than min_volume 8
+        (
+            KpiRule("journeys", "journey_completion_rate", "below", 0.5, "day", HOOK, 8),
+            WindowAggs(*W, journey=JourneyAgg(8, 3)),
+            Evaluation(True, 0.375, 0.5, WINDOW_S),
+        ),
+        (
+            KpiRule("journeys", "journey_completion_rate", "below", 0.5, "day", HOOK, 8),
+            WindowAggs(*W, journey=JourneyAgg(7, 3)),
+            Evaluation(None, 3 / 7, 0.5, WINDOW_S, "7 events in the window, fewer than min_volume"),
         ),
         # take-up 3 digital of 4 completed
         (

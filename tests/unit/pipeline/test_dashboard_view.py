@@ -15,6 +15,7 @@ from pipeline.dashboard_view import (
     NO_FIGURE,
     TileSpec,
     bucket_label,
+    completion_chart,
     count,
     csv_text,
     duration,
@@ -173,6 +174,45 @@ def test_the_volume_chart_has_a_line_per_used_channel_and_the_same_figures_in_ta
 def test_a_range_without_transactions_still_draws_the_digital_line() -> None:
     chart = volume_chart([bucket("2026-12-01T00:00:00+00:00", "2026-12-02T00:00:00+00:00", 0, 0)], "day")
     assert chart.columns == ["Period", "Digital"]
+
+
+def rates(tx_started: int, tx_rate: float | None, starts: int, journey_rate: float | None) -> dict[str, Any]:
+    b = bucket("2026-12-01T00:00:00+00:00", "2026-12-02T00:00:00+00:00", 0, 0)
+    b["kpis"] = {
+        "transactions_started": tx_started,
+        "completion_rate": tx_rate,
+        "journey_starts": starts,
+        "journey_completion_rate": journey_rate,
+    }
+    return b
+
+
+@pytest.mark.parametrize(
+    ("buckets", "columns"),
+    [
+        # transactions only, or nothing at all: the transactions' rate
+        ([rates(10, 0.5, 0, None)], ["Completion rate"]),
+        ([rates(0, None, 0, None)], ["Completion rate"]),
+        # journeys only: the journeys' rate alone
+        ([rates(0, None, 8, 0.25)], ["Completion rate from page journeys"]),
+        # both, in any bucket of the range: both lines
+        (
+            [rates(10, 0.5, 0, None), rates(0, None, 4, 0.75)],
+            ["Completion rate", "Completion rate from page journeys"],
+        ),
+    ],
+)
+def test_the_completion_chart_says_which_completion_rate_it_draws(
+    buckets: list[dict[str, Any]], columns: list[str]
+) -> None:
+    chart = completion_chart(buckets, "day")
+    assert chart.columns == ["Period", *columns]
+    values = {
+        "Completion rate": "completion_rate",
+        "Completion rate from page journeys": "journey_completion_rate",
+    }
+    want = [[b["kpis"][values[c]] for c in columns] for b in buckets]
+    assert [row[2:] for row in chart.csv_rows] == want
 
 
 JOURNEY = {
