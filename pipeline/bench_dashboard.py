@@ -139,7 +139,7 @@ DEV_PORTS = (8000, 8001, 19092)
 SINKS: dict[str, tuple[str, Callable[[Any], dict[str, list[Any]]]]] = {
     "transaction": ("tx_in", kpi_rows.tx_columns),
     "satisfaction": ("rating_in", kpi_rows.rating_columns),
-    "availability": ("probes", kpi_rows.probe_columns),
+    "availability": ("probe_in", kpi_rows.probe_columns),
     "cost": ("cost_posts", kpi_rows.cost_columns),
     "journey": ("journey_in", journey_columns),
 }

@@ -1,7 +1,7 @@
 """How KPI events become ClickHouse rows, and which events of a batch are new. Pure.
 
-Transactions, ratings and journey events are counted (``schemas/ddl/0003_kpi.sql``,
-``0006_journey_sums.sql``), so the processor inserts
+Transactions, ratings, journey events and probes are counted (``schemas/ddl/0003_kpi.sql``,
+``0006_journey_sums.sql``, ``0007_probe_sums.sql``), so the processor inserts
 an event only if it is not stored yet. An event is identified by its service, its id and the
 minute of its own timestamp: a client's retry carries the same id and timestamp, and a
 replayed Kafka message carries the very same event, so both are found. The sink keeps the ids
@@ -129,13 +129,17 @@ def journey_columns(events: Sequence[JourneyEvent]) -> Columns:
 
 
 def probe_columns(events: Sequence[AvailabilityEvent]) -> Columns:
+    """Rows of ``probe_in`` (``schemas/ddl/0007_probe_sums.sql``): ``edge_ms`` is the response
+    time's histogram edge, ABSENT for a probe without one."""
     return {
         "service": [e.service for e in events],
+        "id": [e.id for e in events],
         "ts": [_ts(e.ts_ms) for e in events],
         "up": [int(e.up) for e in events],
         "response_ms": [e.response_ms for e in events],
         "status": [e.status for e in events],
         "error": [e.error for e in events],
+        "edge_ms": [bucket_edge_ms(e.response_ms) if e.response_ms >= 0 else ABSENT for e in events],
     }
 
 

@@ -1,5 +1,6 @@
-"""KPI reads: SQL over the KPI tables (``schemas/ddl/0003_kpi.sql``, ``0005_cost_posts.sql``) and
-the shapers that turn their rows into ``pipeline.kpi`` aggregates and JSON. Pure.
+"""KPI reads: SQL over the KPI tables (``schemas/ddl/0003_kpi.sql``, ``0005_cost_posts.sql``,
+``0006_journey_sums.sql``, ``0007_probe_sums.sql``) and the shapers that turn their rows into
+``pipeline.kpi`` aggregates and JSON. Pure.
 
 One dialect for ClickHouse 18.16 and 26.x (reference: infrastructure §E): no CTE, no window
 functions, no ``WITH FILL``, no FINAL. Values travel as ``%(name)s`` parameters rendered by
@@ -8,16 +9,13 @@ module.
 
 What is read, and how:
 
-- **Transactions and ratings** from the minute, hour and day sums (SummingMergeTree, exact with
-  ``sum() … GROUP BY`` before and after merges). A window is read in whole minutes: its start
-  rounded down and its end rounded **up** to a minute (:func:`read_window`), so the minute holding
-  "now" is read whole and an event shows the moment it is stored. :func:`cover` splits the window
-  into whole days, whole hours and the minutes left over, and one ``UNION ALL`` reads each piece
-  from the table of its grain, so a year costs a few hundred day rows, not half a million
-  minutes.
-- **Probes** from their rows, deduplicated by ``(service, ts)`` (the table replaces a re-sent
-  probe only when it merges); the response-time histogram bucket is computed in SQL
-  (:func:`histogram_edge_sql`) exactly as ``pipeline.kpi.bucket_edge_ms`` does.
+- **Transactions, ratings, probes and journeys** from the minute, hour and day sums
+  (SummingMergeTree, exact with ``sum() … GROUP BY`` before and after merges). A window is read
+  in whole minutes: its start rounded down and its end rounded **up** to a minute
+  (:func:`read_window`), so the minute holding "now" is read whole and an event shows the
+  moment it is stored. :func:`cover` splits the window into whole days, whole hours and the
+  minutes left over, and one ``UNION ALL`` reads each piece from the table of its grain, so a
+  year costs a few hundred day rows, not half a million minutes.
 - **Costs** from their posts (``cost_posts``: every arrival of every post, kept). A post is its
   id and its time is the first arrival of that id, so a client's retry or a replayed message
   never moves it; per ``(service, period, start)`` of channel ``all`` the post whose first
@@ -45,7 +43,6 @@ from pipeline.errors import BadInput
 from pipeline.journey_sql import ACTIONS, journey_agg, journey_counts
 from pipeline.kpi import (
     CHANNELS,
-    HISTOGRAM_EDGES_MS,
     KPI_NAMES,
     OUTCOMES,
     Channel,
@@ -91,8 +88,7 @@ LAST_INSTANT = datetime(2100, 1, 1, tzinfo=UTC)
 SERVICE_KPIS: tuple[str, ...] = KPI_NAMES
 """The KPIs of a summary, a series bucket and an alert rule, in ``pipeline.kpi`` order."""
 UNITS: dict[str, str] = {
-    k: v["unit"]
-    for k, v in kpi_summary("day", WindowAggs(0, 0), WindowAggs(0, 0))["kpis"].items()
+    k: v["unit"] for k, v in kpi_summary("day", WindowAggs(0, 0), WindowAggs(0, 0))["kpis"].items()
 }
 """Each KPI's unit: ``count``, ``ratio`` (0..1), ``GBP``, ``ms``."""
 
@@ -258,42 +254,17 @@ def journey_window_sql(database: str, services: str | Sequence[str], start_s: in
 
 # --- SQL: probes ----------------------------------------------------------------------------------
 
-_MAX_EDGE_MS = HISTOGRAM_EDGES_MS[-1]
-_EDGES_SQL = "[" + ", ".join(str(e) for e in HISTOGRAM_EDGES_MS) + "]"
-
-
-def histogram_edge_sql(expr: str) -> str:
-    """SQL for ``pipeline.kpi.bucket_edge_ms(expr)``: the first edge at or above the value (0 for
-    a negative one), the last edge above it. ``expr`` is a column name of this module, never
-    input."""
-    return f"if({expr} > {_MAX_EDGE_MS}, {_MAX_EDGE_MS}, arrayFirst(e -> e >= {expr}, {_EDGES_SQL}))"
-
-
-def _probe_sql(database: str, key: str, services: str | Sequence[str], start_s: int, end_s: int) -> Query:
-    """Probe figures per ``(key, response-time edge)`` over the probes of ``[start_s, end_s)``,
-    each ``(service, ts)`` once (``any()`` of its copies: a re-sent probe is the same result).
-
-    The probes are counted per distinct response time first and the histogram edge is found
-    for those few thousand values, not per probe: ``arrayFirst`` over the edges per row made a
-    year of one-a-minute probes take 1.8 s on 18.16, against 0.27 s this way (most of it the
-    deduplication)."""
-    sql = (
-        f"SELECT k, if(rt >= 0, toInt64({histogram_edge_sql('rt')}), -1) AS edge, "
-        "sum(n), sum(ups), sumIf(n, rt >= 0), sumIf(toInt64(rt) * toInt64(n), rt >= 0) FROM ("
-        f"SELECT {key} AS k, rt, count() AS n, sum(up) AS ups FROM ("
-        "SELECT service, ts, any(up) AS up, any(response_ms) AS rt "
-        f"FROM {identifier(database)}.probes "
-        "WHERE service IN %(services)s AND ts >= %(a)s AND ts < %(b)s GROUP BY service, ts"
-        ") AS p GROUP BY k, rt) AS g GROUP BY k, edge"
-    )
-    return sql, {"services": _services(services), "a": _instant(start_s), "b": _instant(end_s)}
+_PROBE_COLUMNS = "service, t, edge_ms, probes, ups, rt_n, rt_sum_ms"
+_PROBE_SUMS = "sum(probes), sum(ups), sum(rt_n), sum(rt_sum_ms)"
 
 
 def probe_window_sql(database: str, services: str | Sequence[str], start_s: int, end_s: int) -> Query:
-    """Probes over ``[start_s, end_s)`` (whole minutes, as :func:`read_window` gives it) per
-    ``(service, edge)``: probes, ups, responses and their time sum; :func:`probe_aggs`."""
-    a, b = _minutes(start_s, end_s)
-    return _probe_sql(database, "service", services, a, b)
+    """Probe sums of the services over the window (read as :func:`cover` splits it), one row per
+    ``(service, edge_ms)``: probes, ups, responses timed and their time sum (ms);
+    :func:`probe_aggs` reads them."""
+    source, params = _union(database, "probe", _PROBE_COLUMNS, cover(start_s, end_s))
+    params["services"] = _services(services)
+    return f"SELECT service, edge_ms, {_PROBE_SUMS} FROM {source} GROUP BY service, edge_ms", params
 
 
 def _fold_probes(rows: Rows) -> dict[Any, ProbeAgg]:
@@ -540,7 +511,11 @@ def rating_series_sql(database: str, service: str, period: Period, start_s: int,
 
 
 def probe_series_sql(database: str, service: str, period: Period, start_s: int, end_s: int) -> Query:
-    return _probe_sql(database, bucket_sql(period, "ts"), service, start_s, end_s)
+    source, params = _union(database, "probe", _PROBE_COLUMNS, [(series_grain(period), start_s, end_s)])
+    params["services"] = [service]
+    bucket = bucket_sql(period, "t")
+    sql = f"SELECT {bucket} AS bucket, edge_ms, {_PROBE_SUMS} FROM {source} GROUP BY bucket, edge_ms"
+    return sql, params
 
 
 def journey_series_sql(database: str, service: str, period: Period, start_s: int, end_s: int) -> Query:

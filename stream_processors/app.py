@@ -21,7 +21,7 @@ from schemas import availability, cost, satisfaction, transaction
 from stream_processors.dead_letter import DeadLetter
 from stream_processors.journey import Message, decode_batch, decode_envelopes, decode_ops
 from stream_processors.kafka_transport import WorkerApp
-from stream_processors.kpi_sink import CountedSink, KeptSink, journey_sink
+from stream_processors.kpi_sink import CountedSink, KeptSink, journey_sink, probe_sink
 from stream_processors.record_sink import RecordSink
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def make_app(settings: Settings, store: Store) -> Any:
     app.agent(records_topic, name="records")(records)
 
     # The KPI kinds: decode the kind's envelopes, dead-letter what is malformed, hand the
-    # events to the kind's sink (counted: transactions, ratings; kept: probes, costs).
+    # events to the kind's sink (counted: transactions, ratings, probes; kept: costs).
     kpi_sinks: dict[str, tuple[Any, Any]] = {
         "transaction": (
             transaction.decode_envelope,
@@ -120,7 +120,7 @@ def make_app(settings: Settings, store: Store) -> Any:
         ),
         "availability": (
             availability.decode_envelope,
-            KeptSink(store, backoff, table="probes", columns=kpi_rows.probe_columns),
+            probe_sink(store, backoff),
         ),
         "cost": (
             cost.decode_envelope,

@@ -1,14 +1,14 @@
 """The ClickHouse sinks of journey events and of the KPI event kinds
 (``schemas/ddl/0003_kpi.sql``, ``0006_journey_sums.sql``).
 
-* Counted kinds (journey events, transactions, ratings): per batch, drop repeats within the
+* Counted kinds (journey events, transactions, ratings, probes): per batch, drop repeats within the
   batch, drop the events already stored (their (service, id, minute), see ``CountedSink``) and insert the new
   ones into the kind's Null table, whose views update the events table and the minute, hour
   and day sums in that one insert. So a replayed message or a client's retry adds nothing.
   Every event of a service travels on one partition, so one worker at a time counts it.
-* Kept kinds (probes, costs): inserted as they come. Probes replace by identity and the read
-  side reads each identity once; costs keep every arrival of every post (``cost_posts``,
-  ``schemas/ddl/0005_cost_posts.sql``) and the read side takes each post at its first arrival.
+* Kept kind (costs): inserted as they come. Costs keep every arrival of every post
+  (``cost_posts``, ``schemas/ddl/0005_cost_posts.sql``) and the read side takes each post at its
+  first arrival.
 
 A failed step is retried until ClickHouse takes it (``stream_processors.retry``); only then
 does the agent let Faust commit the batch's offsets.
@@ -21,8 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
-from pipeline.kpi_rows import C, Columns, by_key, journey_columns, minute_ids_query
+from pipeline.kpi_rows import C, Columns, by_key, journey_columns, minute_ids_query, probe_columns
 from pipeline.store import Store
+from schemas.availability import AvailabilityEvent
 from schemas.journey import JourneyEvent
 from stream_processors.retry import until_stored
 
@@ -105,6 +106,17 @@ def journey_sink(store: Store, retry_backoff_ms: int) -> CountedSink[JourneyEven
         events_table="journey_events",
         in_table="journey_in",
         columns=journey_columns,
+    )
+
+
+def probe_sink(store: Store, retry_backoff_ms: int) -> CountedSink[AvailabilityEvent]:
+    """The sink of availability probes: counted, looked up in ``probe_events``."""
+    return CountedSink(
+        store,
+        retry_backoff_ms,
+        events_table="probe_events",
+        in_table="probe_in",
+        columns=probe_columns,
     )
 
 

@@ -32,7 +32,7 @@ from tests.conftest import unique
 from tests.support.kpi_events import (
     DAY_MS,
     EPOCH,
-    SUMMARY_UNITS,
+    UNITS,
     Ledger,
     Payload,
     Target,
@@ -256,7 +256,7 @@ def test_todays_figures_equal_an_independent_count(target: Target, day_one: DayO
     for service in day_one.services:
         body = settle_summary(target, day_one.ledger, service)
         kpis = {k: v["value"] for k, v in body["kpis"].items()}
-        assert {k: v["unit"] for k, v in body["kpis"].items()} == SUMMARY_UNITS
+        assert {k: v["unit"] for k, v in body["kpis"].items()} == UNITS
         # the count is not vacuous: every kind of figure has something behind it
         assert kpis["transactions_completed"] > 100 and kpis["satisfaction_responses"] > 10
         for name in ("digital_takeup", "completion_rate", "cost_per_transaction", "time_to_complete_p95"):

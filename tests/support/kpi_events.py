@@ -68,9 +68,10 @@ UNITS = {
     "availability": "ratio",
     "response_time_mean": "ms",
     "response_time_p95": "ms",
+    "journey_starts": "count",
+    "journey_completion_rate": "ratio",
 }
-SUMMARY_UNITS = {**UNITS, "journey_starts": "count", "journey_completion_rate": "ratio"}
-"""A summary also carries the journey figures (from beacon events; a series does not)."""
+"""Every KPI of a summary and of a series bucket, with its unit."""
 MONEY = frozenset({"total_cost", "cost_per_transaction"})
 GROUP_FIGURES = (
     "number_of_transactions",
@@ -288,6 +289,9 @@ class WindowCount:
             "availability": _ratio(sum(up for up, _ in self.probes), len(self.probes)),
             "response_time_mean": _ratio(sum(responses), len(responses)),
             "response_time_p95": nearest_rank_edge(responses, Fraction(95, 100)),
+            # these tests send no beacon events
+            "journey_starts": 0,
+            "journey_completion_rate": None,
         }
 
     def values(self) -> dict[str, int | float | None]:
@@ -364,10 +368,9 @@ def expected_summary(ledger: Ledger, service: str, body: dict[str, Any]) -> dict
     """What ``GET /services/{service}/kpis`` must say for the windows ``body`` names."""
     cur = count_window(ledger, service, *window_ms(body["window"]))
     prev = count_window(ledger, service, *window_ms(body["previous_window"]))
-    no_journeys = {"journey_starts": 0, "journey_completion_rate": None}  # no beacon events sent
-    now_exact, before_exact = cur.exact() | no_journeys, prev.exact() | no_journeys
+    now_exact, before_exact = cur.exact(), prev.exact()
     kpis = {}
-    for name, unit in SUMMARY_UNITS.items():
+    for name, unit in UNITS.items():
         value, previous = json_number(now_exact[name]), json_number(before_exact[name])
         # money keeps its exact value until the change is taken; other figures are rounded first
         delta = change(now_exact[name], before_exact[name]) if name in MONEY else change(value, previous)
@@ -633,11 +636,19 @@ def settle(
 
 
 def settle_summary(target: Target, ledger: Ledger, service: str, timeout_s: float = 60) -> dict[str, Any]:
-    """Wait until the service's figures for today equal the count of ``ledger``; return them."""
+    """Wait until the service's figures for today equal the count of ``ledger``, in a summary
+    whose window reaches the moment of the call; return them. (A summary cached before a minute
+    boundary ends at it: an event acknowledged after that boundary is outside its window, so
+    figure and count agree without the event, and that summary proves nothing.)"""
+    since = now_ms()
+
+    def covered(body: dict[str, Any]) -> dict[str, Any]:
+        return {"window reaches the call": window_ms(body["window"])[1] >= since}
+
     return settle(
         lambda: target.summary(service),
-        summary_as_compared,
-        lambda body: expected_summary(ledger, service, body),
+        lambda body: {**summary_as_compared(body), **covered(body)},
+        lambda body: {**expected_summary(ledger, service, body), "window reaches the call": True},
         timeout_s,
     )
 

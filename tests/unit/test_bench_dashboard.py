@@ -96,7 +96,7 @@ def test_day_rows_fill_the_sinks_tables_and_stop_at_now() -> None:
     profiles = default_services(2)
     (job,) = bd.day_jobs([(DAY, 800)], profiles, seed=1, now_ms=NOW_MS)
     rows = bd.day_rows(job)
-    assert set(rows.columns) == {"tx_in", "rating_in", "probes", "cost_posts", "journey_in"}
+    assert set(rows.columns) == {"tx_in", "rating_in", "probe_in", "cost_posts", "journey_in"}
     for kind, (table, _) in bd.SINKS.items():
         total = sum(c[kind] for c in rows.counts.values())
         assert bd.row_count(rows.columns[table]) == total

@@ -30,3 +30,14 @@ def test_waits_until_the_probe_count_reaches_the_probes_sent() -> None:
 def test_a_probe_never_counted_is_an_error_naming_it() -> None:
     with kpi_api([1]) as client, pytest.raises(RuntimeError, match="the warm-up probe was not counted"):
         bench_kpi._wait_counted(client, 2, 0.1, "the warm-up probe")
+
+
+def test_the_read_report_sets_the_summary_beside_its_control() -> None:
+    summary = [float(ms) for ms in range(1, 101)]  # p50 50.5, p99 99.01
+    control = [2.0] * 99 + [40.0]
+    text = bench_kpi.format_read(summary, control, 20, 0.1)
+    lines = text.splitlines()
+    assert lines[0] == "read: 20 pollers of one service's KPI summary, each every 0.1 s"
+    assert lines[1].split(": ", 1)[1] == "100 requests: p50 2.0 ms, p99 2.4 ms, max 40.0 ms"
+    assert "p50 50.5 ms, p99 99.0 ms, max 100.0 ms (target p99 <= 20 ms)" in lines[2]
+    assert lines[2].startswith("  KPI summary:")

@@ -7,10 +7,12 @@ from pipeline.kpi_rows import (
     by_key,
     event_key,
     minute_ids_query,
+    probe_columns,
     time_to_complete_ms,
     tx_columns,
 )
 from pipeline.sql import render
+from schemas.availability import event_id, probe_result
 from schemas.transaction import TransactionEvent
 
 T = 1_700_000_040_000  # 2023-11-14T22:14:00Z, on a minute
@@ -62,3 +64,15 @@ def test_transaction_rows() -> None:
     assert cols["ttc_ms"] == [90_999, -1]
     assert cols["ttc_edge_ms"] == [bucket_edge_ms(90_999), -1]
     assert cols["outcome"] == ["completed", "failed"]
+
+
+def test_probe_rows_carry_their_id_and_response_time_edge() -> None:
+    up = probe_result("svc", T + 1_500, True, 230, 200)
+    down = probe_result("svc", T + 60_000, False, -1, 0, "connection refused")
+    cols = probe_columns([up, down])
+    assert cols["id"] == [event_id("svc", T + 1_500), event_id("svc", T + 60_000)]
+    assert cols["ts"] == [T // 1000 + 1, T // 1000 + 60]
+    assert cols["up"] == [1, 0] and cols["response_ms"] == [230, -1]
+    assert cols["edge_ms"] == [bucket_edge_ms(230), -1]
+    assert cols["edge_ms"][0] >= 230
+    assert event_key(up) == ("svc", event_id("svc", T + 1_500), T // 1000)

@@ -20,7 +20,6 @@ from pipeline.errors import BadInput
 from pipeline.kpi import (
     ABSENT,
     CHANNELS,
-    HISTOGRAM_EDGES_MS,
     KPI_NAMES,
     OUTCOMES,
     Counts,
@@ -50,7 +49,6 @@ from pipeline.kpi_sql import (
     cost_sql,
     cover,
     group_json,
-    histogram_edge_sql,
     kpi_values,
     parse_period,
     period_costs,
@@ -200,8 +198,6 @@ def test_read_window_rounds_milliseconds_out_to_minutes() -> None:
 # --- SQL snapshots -------------------------------------------------------------------------------------
 
 DB = "perfplat"
-EDGES = "[" + ", ".join(map(str, HISTOGRAM_EDGES_MS)) + "]"
-EDGE_RT = f"if(rt > 1099511627776, 1099511627776, arrayFirst(e -> e >= rt, {EDGES}))"
 
 
 def test_tx_window_sql_snapshot() -> None:
@@ -249,14 +245,24 @@ def test_rating_window_sql_snapshot() -> None:
 def test_probe_window_sql_snapshot() -> None:
     sql, params = probe_window_sql(DB, "a", s(2024, 4, 1), s(2024, 4, 3, 10, 15, 30))
     assert sql == (
-        f"SELECT k, if(rt >= 0, toInt64({EDGE_RT}), -1) AS edge, "
-        "sum(n), sum(ups), sumIf(n, rt >= 0), sumIf(toInt64(rt) * toInt64(n), rt >= 0) FROM ("
-        "SELECT service AS k, rt, count() AS n, sum(up) AS ups FROM ("
-        "SELECT service, ts, any(up) AS up, any(response_ms) AS rt FROM perfplat.probes "
-        "WHERE service IN %(services)s AND ts >= %(a)s AND ts < %(b)s GROUP BY service, ts"
-        ") AS p GROUP BY k, rt) AS g GROUP BY k, edge"
+        "SELECT service, edge_ms, sum(probes), sum(ups), sum(rt_n), sum(rt_sum_ms) FROM ("
+        "SELECT service, t, edge_ms, probes, ups, rt_n, rt_sum_ms FROM perfplat.probe_day "
+        "WHERE service IN %(services)s AND t >= %(a0)s AND t < %(b0)s UNION ALL "
+        "SELECT service, t, edge_ms, probes, ups, rt_n, rt_sum_ms FROM perfplat.probe_hour "
+        "WHERE service IN %(services)s AND t >= %(a1)s AND t < %(b1)s UNION ALL "
+        "SELECT service, t, edge_ms, probes, ups, rt_n, rt_sum_ms FROM perfplat.probe_minute "
+        "WHERE service IN %(services)s AND t >= %(a2)s AND t < %(b2)s"
+        ") AS u GROUP BY service, edge_ms"
     )
-    assert params == {"services": ["a"], "a": dt(s(2024, 4, 1)), "b": dt(s(2024, 4, 3, 10, 16))}
+    assert params == {
+        "services": ["a"],
+        "a0": dt(s(2024, 4, 1)),
+        "b0": dt(s(2024, 4, 3)),
+        "a1": dt(s(2024, 4, 3)),
+        "b1": dt(s(2024, 4, 3, 10)),
+        "a2": dt(s(2024, 4, 3, 10)),
+        "b2": dt(s(2024, 4, 3, 10, 16)),
+    }
 
 
 def test_cost_sql_snapshot() -> None:
@@ -280,11 +286,6 @@ def test_cost_sql_snapshot() -> None:
 def test_cost_sql_never_asks_for_an_instant_before_1970() -> None:
     _, params = cost_sql(DB, ["a"], 0, 3600)
     assert params["a"] == dt(0)
-
-
-def test_histogram_edge_sql_carries_the_edges_of_pipeline_kpi() -> None:
-    assert histogram_edge_sql("rt") == EDGE_RT
-    assert HISTOGRAM_EDGES_MS[-1] == 2**40
 
 
 BUCKETS = {
@@ -344,9 +345,12 @@ def test_rating_and_probe_series_sql_snapshots() -> None:
     )
     assert params == {"services": ["a"], "a0": dt(s(2024, 1, 1)), "b0": dt(s(2024, 7, 1))}
     sql, params = probe_series_sql(DB, "a", "month", s(2024, 1, 1), s(2024, 3, 1))
-    assert sql.startswith(f"SELECT k, if(rt >= 0, toInt64({EDGE_RT}), -1) AS edge, ")
-    assert f"SELECT {bucket_sql('month', 'ts')} AS k, rt, count() AS n" in sql
-    assert params == {"services": ["a"], "a": dt(s(2024, 1, 1)), "b": dt(s(2024, 3, 1))}
+    assert sql == (
+        f"SELECT {BUCKETS['month']} AS bucket, edge_ms, sum(probes), sum(ups), sum(rt_n), sum(rt_sum_ms) "
+        "FROM (SELECT service, t, edge_ms, probes, ups, rt_n, rt_sum_ms FROM perfplat.probe_day "
+        "WHERE service IN %(services)s AND t >= %(a0)s AND t < %(b0)s) AS u GROUP BY bucket, edge_ms"
+    )
+    assert params == {"services": ["a"], "a0": dt(s(2024, 1, 1)), "b0": dt(s(2024, 3, 1))}
 
 
 def test_database_names_are_checked_not_quoted() -> None:
