@@ -81,7 +81,7 @@ class KpiReader:
 
     async def _run(self, queries: Sequence[Query]) -> list[list[tuple[Any, ...]]]:
         return list(
-            await asyncio.gather(*(asyncio.to_thread(self.store.query, sql, p) for sql, p in queries))
+            await asyncio.gather(*(asyncio.to_thread(self.store.query_values, sql, p) for sql, p in queries))
         )
 
     def service(self, name: str) -> str:

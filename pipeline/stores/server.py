@@ -54,6 +54,10 @@ class ServerStore:
         rows = self._run(render(sql, params))
         return [tuple(r) for r in rows]
 
+    def query_values(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """clickhouse-driver's rows are already the quickest this backend has."""
+        return self.query(sql, params)
+
     def insert(self, table: str, columns: Columns) -> None:
         names = list(columns)
         if not names or not len(columns[names[0]]):

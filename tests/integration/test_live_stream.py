@@ -65,6 +65,11 @@ class CountingStore:
             self.queries += 1
         return self._store.query(sql, params)
 
+    def query_values(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            self.queries += 1
+        return self._store.query_values(sql, params)
+
     def insert(self, table: str, columns: Columns) -> None:
         self._store.insert(table, columns)
 
