@@ -33,11 +33,16 @@ def test_a_probe_never_counted_is_an_error_naming_it() -> None:
 
 
 def test_the_read_report_sets_the_summary_beside_its_control() -> None:
-    summary = [float(ms) for ms in range(1, 101)]  # p50 50.5, p99 99.01
-    control = [2.0] * 99 + [40.0]
+    summary = bench_kpi.ReadRun("/s", 61.5, [float(ms) for ms in range(1, 101)])  # p50 50.5, p99 99.01
+    control = bench_kpi.ReadRun("/healthz", 3.25, [2.0] * 99 + [40.0])
     text = bench_kpi.format_read(summary, control, 20, 0.1)
     lines = text.splitlines()
     assert lines[0] == "read: 20 pollers of one service's KPI summary, each every 0.1 s"
-    assert lines[1].split(": ", 1)[1] == "100 requests: p50 2.0 ms, p99 2.4 ms, max 40.0 ms"
-    assert "p50 50.5 ms, p99 99.0 ms, max 100.0 ms (target p99 <= 20 ms)" in lines[2]
+    assert lines[1].split(": ", 1)[1] == (
+        "100 requests: p50 2.0 ms, p99 2.4 ms, max 40.0 ms (first request alone 3.2 ms)"
+    )
     assert lines[2].startswith("  KPI summary:")
+    assert (
+        "p50 50.5 ms, p99 99.0 ms, max 100.0 ms (first request alone 61.5 ms); target p99 <= 20 ms"
+        in lines[2]
+    )
