@@ -280,6 +280,7 @@
         return a !== undefined;
       });
       var value = args.join(':'); // Stageprompt's split, undone
+      if (!value) return true; // an empty data-journey-click says nothing, as without Stageprompt
       var own = ownClicks.indexOf(value);
       if (own >= 0) {
         ownClicks.splice(own, 1); // this very click, sent by the listener above

@@ -194,6 +194,25 @@ for (const [build, file] of Object.entries(BUILDS)) {
         ]);
       });
 
+      it('an empty data-journey-click is never the page event of an empty data-journey', () => {
+        const p = open({
+          body: [
+            el('main', { 'data-journey': '' }),
+            el('a', { 'data-journey-click': '' }),
+            el('button', { 'data-journey-click': 'svc:help:info' }),
+          ],
+        });
+        const cb = p.perfplat.stagepromptCallback;
+        // what Stageprompt's handlers pass for those two clicks (nothing at set-up: the page's
+        // data-journey is empty)
+        cb('');
+        cb('svc', 'help', 'info');
+        p.perfplat.flush();
+        assert.deepEqual(pick(p.events(), 'category', 'action', 'label', 'kind'), [
+          { category: 'svc', action: 'help', label: 'info', kind: 'click' },
+        ]);
+      });
+
       it("the callback's signature is Stageprompt's: one, two or three arguments", () => {
         const p = open();
         const cb = p.perfplat.stagepromptCallback;
