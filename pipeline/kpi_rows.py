@@ -57,19 +57,24 @@ def minute_ids_query(
     database: str, table: str, minutes: Sequence[tuple[str, int]]
 ) -> tuple[str, dict[str, Any]]:
     """SQL (with its parameters) for the ids stored in ``table`` in the given (service, minute
-    second) pairs; it answers rows of (service, minute second, id)."""
-    params: dict[str, Any] = {}
-    parts = []
-    for i, (service, minute) in enumerate(sorted(set(minutes))):
-        params[f"s{i}"], params[f"a{i}"], params[f"b{i}"] = (
-            service,
-            from_ms(minute * 1000),
-            from_ms((minute + 60) * 1000),
-        )
-        parts.append(f"(service = %(s{i})s AND ts >= %(a{i})s AND ts < %(b{i})s)")
+    second) pairs; it answers rows of (service, minute second, id).
+
+    The pairs travel as one list of ``service:minute`` keys (a key splits at its last colon, so
+    no service makes two pairs look alike), inside the services' and the minutes' bounds, which
+    the table's key ``(service, ts, id)`` narrows to. One ``OR`` branch per pair, as before,
+    made chdb take about a second to plan 200 of them."""
+    pairs = sorted(set(minutes))
+    params: dict[str, Any] = {
+        "services": sorted({service for service, _ in pairs}),
+        "a": from_ms(min((m for _, m in pairs), default=0) * 1000),
+        "b": from_ms((max((m for _, m in pairs), default=0) + 60) * 1000),
+        "keys": [f"{service}:{minute}" for service, minute in pairs],
+    }
     sql = (
-        "SELECT service, toUInt32(toStartOfMinute(ts)), id "
-        f"FROM {identifier(database)}.{identifier(table)} WHERE {' OR '.join(parts)}"
+        "SELECT service, toUInt32(toStartOfMinute(ts)) AS minute, id "
+        f"FROM {identifier(database)}.{identifier(table)} "
+        "WHERE service IN %(services)s AND ts >= %(a)s AND ts < %(b)s "
+        "AND concat(service, ':', toString(minute)) IN %(keys)s"
     )
     return sql, params
 
